@@ -1,0 +1,113 @@
+"""`make bench`: pipeline timings on this machine -> benchmarks/results.md.
+
+Cold `make repro` (fresh clone, fresh venv, empty DVC cache), no-op `dvc repro`, and ingest and
+feature throughput next to the raw symusic parse rate of the same files.
+"""
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import symusic
+
+from pianoeval.data.ingest import Validation, ingest_tree
+from pianoeval.features.inputs import build_items
+from pianoeval.features.symbolic import extract_features
+from pianoeval.params import load_params, mirror_root
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
+                .splitlines() if line.startswith("model name")), platform.processor())
+    mem_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
+                      if line.startswith("MemTotal")))
+    return (f"{cpu}, {os.cpu_count()} cores, {mem_kb / 2**20:.0f} GiB RAM, "
+            f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
+            f"symusic {symusic.__version__}")
+
+
+def timed(cmd, cwd, env=None) -> float:
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def parse_rate(paths: list[Path]) -> tuple[float, float]:
+    """Raw symusic parse of the same files: (files/s, notes/s)."""
+    start = time.perf_counter()
+    notes = sum(symusic.Score(str(p), ttype="second").note_num() for p in paths)
+    seconds = time.perf_counter() - start
+    return len(paths) / seconds, notes / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.md")
+    parser.add_argument("--skip-cold", action="store_true", help="skip the cold make repro")
+    args = parser.parse_args()
+    ingest = load_params("ingest", ROOT / "params.yaml")
+    mirror = mirror_root(ROOT / ingest["mirror"] if not os.path.isabs(ingest["mirror"])
+                         else ingest["mirror"])
+    if mirror is None:
+        raise SystemExit("no data mirror: set PIANOEVAL_DATA_MIRROR")
+    rows = []
+
+    if not args.skip_cold:
+        with tempfile.TemporaryDirectory() as tmp:
+            clone = Path(tmp) / "pianoeval"
+            subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+            env = {**os.environ, "PIANOEVAL_DATA_MIRROR": str(mirror.resolve())}
+            rows.append(("cold `make repro` (fresh clone: venv + install + full DAG)",
+                         f"{timed(['make', 'repro'], clone, env):.0f} s"))
+            rows.append(("cold `dvc repro --force` in that clone (DAG only, venv ready)",
+                         f"{timed([str(clone / '.venv/bin/dvc'), 'repro', '--force'], clone, env):.0f} s"))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    noop = [timed(["dvc", "repro"], ROOT, env) for _ in range(3)]
+    rows.append(("no-op `dvc repro` (median of 3)", f"{statistics.median(noop):.2f} s"))
+
+    src = mirror / ingest["sources"]["percepiano"]["mirror_subdir"]
+    midi = sorted(p for p in src.rglob("*.mid"))
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        manifest = ingest_tree(src, Path(tmp), Validation(**ingest["validation"]))
+        seconds = time.perf_counter() - start
+    notes = sum(r["n_notes"] for r in manifest)
+    files_s, notes_s = parse_rate(midi)
+    rows.append((f"ingest percepiano ({len(manifest)} files, {len(midi)} MIDI: validate, sha256, copy)",
+                 f"{len(manifest) / seconds:.0f} files/s, {notes / seconds:,.0f} notes/s"))
+    rows.append(("raw symusic parse of the same MIDI files",
+                 f"{files_s:.0f} files/s, {notes_s:,.0f} notes/s"))
+
+    raw = ROOT / "data" / "raw" / "percepiano"
+    items = build_items(pd.read_csv(raw / "manifest.csv"), raw)
+    params = load_params("features", ROOT / "params.yaml")
+    start = time.perf_counter()
+    frame, _ = extract_features(items, n_jobs=params["n_jobs"], progress=False,
+                                chord_window_sec=params["chord_window_sec"])
+    seconds = time.perf_counter() - start
+    files_s, notes_s = parse_rate([p for _, p, _ in items])
+    rows.append((f"features ({len(frame)} segments + scores, n_jobs={params['n_jobs']})",
+                 f"{len(frame) / seconds:.0f} segments/s, {frame['n_notes'].sum() / seconds:,.0f} notes/s"))
+    rows.append(("raw symusic parse of the same performances",
+                 f"{files_s:.0f} files/s, {notes_s:,.0f} notes/s"))
+
+    table = "\n".join(f"| {what} | {value} |" for what, value in rows)
+    args.out.write_text(
+        f"# Benchmarks\n\nMachine: {machine()}. Measured {time.strftime('%Y-%m-%d')} by "
+        f"`make bench` (`benchmarks/run.py`); wall-clock seconds, one run unless stated, files "
+        f"in the page cache.\n\n| what | result |\n|---|---|\n{table}\n")
+    print(args.out.read_text())
+
+
+if __name__ == "__main__":
+    main()

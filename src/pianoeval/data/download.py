@@ -1,0 +1,80 @@
+"""Pinned upstream downloads: fetched once, verified by sha256, extracted safely."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import urllib.request
+import zipfile
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# Pinned upstream archives (commits named in the data mirror's README). sha256 is None where it
+# could not be measured from an offline machine: the first download prints the digest to pin.
+UPSTREAM = {
+    "percepiano": {
+        "url": "https://github.com/JonghoKimSNU/PercePiano/archive/"
+        "e672299b8661f63802cd5cd73bb3c76218a13029.zip",
+        "sha256": None,
+    },
+    "maestro": {  # ASAP: MAESTRO performances with their scores
+        "url": "https://github.com/fosfrancesco/asap-dataset/archive/"
+        "afc815c75c42e83a79c03feb6da8a35e77d4c6b8.zip",
+        "sha256": None,
+    },
+    "giantmidi": {
+        "url": "https://github.com/bytedance/GiantMIDI-Piano/archive/"
+        "930d535a3882f301f7dd8b4c1389072e04989037.zip",
+        "sha256": None,
+    },
+}
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch(url: str, dest: Path, sha256: str | None) -> Path:
+    """Download ``url`` to ``dest`` (kept if already there and verified); check its sha256."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not dest.exists():
+        log.info("downloading %s", url)
+        tmp = dest.with_suffix(dest.suffix + ".part")
+        with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
+            shutil.copyfileobj(resp, out)
+        tmp.replace(dest)
+    digest = sha256_file(dest)
+    if sha256 is None:
+        log.warning("%s: no pinned sha256; got %s (pin it in pianoeval.data.download)", dest, digest)
+    elif digest != sha256:
+        dest.unlink()
+        raise ValueError(f"{dest}: sha256 {digest} does not match the pinned {sha256}; removed")
+    return dest
+
+
+def extract_zip(archive: Path, out_dir: Path) -> Path:
+    """Extract a zip, refusing members that would land outside ``out_dir`` (zip-slip) or links."""
+    out_dir = out_dir.resolve()
+    with zipfile.ZipFile(archive) as zf:
+        for member in zf.infolist():
+            target = (out_dir / member.filename).resolve()
+            if not target.is_relative_to(out_dir):
+                raise ValueError(f"{archive}: member {member.filename!r} escapes the target folder")
+            if (member.external_attr >> 16) & 0o170000 == 0o120000:
+                raise ValueError(f"{archive}: member {member.filename!r} is a symbolic link")
+        zf.extractall(out_dir)
+    tops = {Path(n).parts[0] for n in zf.namelist() if Path(n).parts}
+    # GitHub archives wrap everything in one <repo>-<commit>/ folder: return that root.
+    return out_dir / tops.pop() if len(tops) == 1 else out_dir
+
+
+def download_source(name: str, cache_dir: Path, upstream: dict | None = None) -> Path:
+    """Fetch and extract the pinned archive of source ``name``; returns the extracted root."""
+    spec = (upstream or UPSTREAM)[name]
+    archive = fetch(spec["url"], cache_dir / f"{name}.zip", spec["sha256"])
+    return extract_zip(archive, cache_dir / name)

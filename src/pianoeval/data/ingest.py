@@ -1,0 +1,127 @@
+"""Ingest one data source: resolve it, validate every MIDI, copy it under a normalised name.
+
+A corrupt or empty file is counted and skipped, never fatal; the manifest records every file.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from pianoeval.data.download import download_source, sha256_file
+from pianoeval.data.midi import MidiError, read_midi
+from pianoeval.params import mirror_root
+
+log = logging.getLogger(__name__)
+
+MIDI_SUFFIXES = {".mid", ".midi"}
+MANIFEST_COLUMNS = ["file", "source_file", "sha256", "n_notes", "duration_sec", "status", "role"]
+
+
+@dataclass(frozen=True)
+class Validation:
+    min_duration_sec: float = 1.0
+    max_duration_sec: float = 14400.0
+    min_notes: int = 1
+
+
+def resolve_source(name: str, spec: dict, mirror: str | None, download_dir: Path) -> tuple[Path, str]:
+    """Where source ``name`` comes from, in order: params path, mirror (env first), download.
+
+    Returns (folder, how) with how in {"params", "mirror", "download"}.
+    """
+    if spec.get("path"):
+        path = Path(spec["path"]).expanduser()
+        if not path.is_dir():
+            raise FileNotFoundError(f"ingest.sources.{name}.path: {path} is not a folder")
+        return path, "params"
+    root = mirror_root(mirror)
+    if root is not None and (root / spec["mirror_subdir"]).is_dir():
+        return root / spec["mirror_subdir"], "mirror"
+    log.info("%s: no mirror at %s; downloading the pinned upstream archive", name, mirror)
+    return download_source(name, download_dir), "download"
+
+
+def normalise_name(relpath: Path) -> Path:
+    """Strip whitespace around every path component (one upstream name starts with a space)."""
+    return Path(*(part.strip() for part in relpath.parts))
+
+
+def file_role(relpath: Path) -> str:
+    """performance / score / other, from the folder conventions of PercePiano, ASAP, GiantMIDI."""
+    if relpath.suffix.lower() not in MIDI_SUFFIXES:
+        return "other"
+    parts = {p.lower() for p in relpath.parts[:-1]}
+    if relpath.stem == "midi_score" or parts & {"score_midi", "score_xml", "ground_truth"}:
+        return "score"
+    if "giantmidi-piano" in parts:
+        return "transcription"
+    return "performance"
+
+
+def validate_midi(path: Path, rules: Validation) -> tuple[str, int, float]:
+    """Return (status, n_notes, duration_sec); status is "ok" or the rejection reason."""
+    try:
+        perf = read_midi(path)
+    except MidiError as exc:
+        reason = "empty_file" if "empty file" in str(exc) else "parse_error"
+        log.warning("rejected %s", exc)
+        return reason, 0, 0.0
+    n_notes, duration = len(perf.notes), perf.duration_sec
+    if n_notes < rules.min_notes:
+        status = "no_notes"
+    elif duration < rules.min_duration_sec:
+        status = "too_short"
+    elif duration > rules.max_duration_sec:
+        status = "too_long"
+    else:
+        status = "ok"
+    if status != "ok":
+        log.warning("rejected %s: %s (%d notes, %.2f s)", path, status, n_notes, duration)
+    return status, n_notes, duration
+
+
+def ingest_tree(src: Path, out: Path, rules: Validation) -> list[dict]:
+    """Copy every file of ``src`` to ``out`` (names normalised), validating MIDI on the way.
+
+    Rejected MIDI files are listed in the manifest but not copied.
+    """
+    files = sorted(p for p in src.rglob("*") if p.is_file() and not p.name.startswith("."))
+    rows, seen = [], {}
+    for path in tqdm(files, desc=f"ingest {src.name}", unit="file"):
+        rel = path.relative_to(src)
+        target_rel = normalise_name(rel)
+        if target_rel in seen:
+            raise ValueError(f"{path}: normalised name {target_rel} collides with {seen[target_rel]}")
+        seen[target_rel] = path
+        role = file_role(target_rel)
+        status, n_notes, duration = ("ok", 0, 0.0)
+        if role != "other":
+            status, n_notes, duration = validate_midi(path, rules)
+        if status == "ok":
+            (out / target_rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, out / target_rel)
+        rows.append({
+            "file": target_rel.as_posix(), "source_file": rel.as_posix(), "sha256": sha256_file(path),
+            "n_notes": n_notes, "duration_sec": round(duration, 4), "status": status, "role": role,
+        })
+    return rows
+
+
+def summarise(rows: list[dict], how: str) -> dict:
+    """Counts for metrics/ingest: files per role, MIDI ok and rejected per reason."""
+    midi = [r for r in rows if r["role"] != "other"]
+    rejected = Counter(r["status"] for r in midi if r["status"] != "ok")
+    return {
+        "resolved_from": how,
+        "n_files": len(rows),
+        "midi_ok": sum(r["status"] == "ok" for r in midi),
+        "midi_rejected": sum(rejected.values()),
+        "rejected_by_reason": dict(sorted(rejected.items())),
+        "ok_by_role": dict(sorted(Counter(r["role"] for r in midi if r["status"] == "ok").items())),
+        "notes_ok": int(sum(r["n_notes"] for r in midi if r["status"] == "ok")),
+    }

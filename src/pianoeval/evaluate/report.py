@@ -1,0 +1,189 @@
+"""Assemble scores of every model on every protocol: eval dict, plot tables, markdown table.
+
+Inputs are in-memory DataFrames (the stage script does the file I/O):
+
+* labels: ``segment`` plus one column per dimension (extra columns are ignored);
+* predictions: ``{model: {protocol: DataFrame}}`` with ``segment``, ``fold`` and the dimension
+  columns. A file with one row per segment holds pooled out-of-fold predictions (k = 1); one
+  with every segment once per fold model holds k test-set predictions (k = number of folds).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pianoeval.data.dimensions import DIMENSIONS
+from pianoeval.data.segments import parse_segment
+from pianoeval.evaluate.metrics import jsonable, pearson_per_dim, score_protocol, williams_test
+
+
+@dataclass(frozen=True)
+class Stacked:
+    """Predictions of one model on one protocol, aligned with the labels by segment."""
+
+    segments: np.ndarray  # (n,) segment names, sorted
+    y_true: np.ndarray  # (n, d)
+    y_pred: np.ndarray  # (k, n, d): one slice per fold model (k = 1 when pooled)
+
+    @property
+    def pooled(self) -> bool:
+        return self.y_pred.shape[0] == 1
+
+    @property
+    def ensemble(self) -> np.ndarray:
+        """Mean of the k predictions, (n, d): what Williams' test compares."""
+        return self.y_pred.mean(axis=0)
+
+    @property
+    def passages(self) -> list[str]:
+        return [parse_segment(s).passage for s in self.segments]
+
+
+def stack_predictions(pred: pd.DataFrame, labels: pd.DataFrame,
+                      dims: Sequence[str] = DIMENSIONS) -> Stacked:
+    """Align a prediction table with the labels; ValueError on missing columns or segments."""
+    dims = list(dims)
+    for name, df, cols in (("predictions", pred, ["segment", "fold", *dims]),
+                           ("labels", labels, ["segment", *dims])):
+        missing = [c for c in cols if c not in df.columns]
+        if missing:
+            raise ValueError(f"{name} lack columns {missing[:5]}")
+    if labels["segment"].duplicated().any():
+        raise ValueError("labels list a segment more than once")
+    truth = labels.set_index("segment")[dims]
+    unknown = sorted(set(pred["segment"]) - set(truth.index))
+    if unknown:
+        raise ValueError(f"{len(unknown)} predicted segments have no label, e.g. {unknown[:3]}")
+
+    if not pred["segment"].duplicated().any():
+        frames = [pred]
+    else:  # one test-set prediction per fold model
+        frames = [g for _, g in pred.groupby("fold", sort=True)]
+        for f in frames:
+            if f["segment"].duplicated().any():
+                raise ValueError(f"fold {f['fold'].iloc[0]} predicts a segment more than once")
+        if any(set(f["segment"]) != set(frames[0]["segment"]) for f in frames):
+            raise ValueError("fold models predict different segment sets; cannot average them")
+    segments = np.array(sorted(frames[0]["segment"]))
+    y_pred = np.stack([f.set_index("segment").loc[segments, dims].to_numpy(float) for f in frames])
+    return Stacked(segments, truth.loc[segments].to_numpy(float), y_pred)
+
+
+def evaluate(labels: pd.DataFrame, predictions: dict[str, dict[str, pd.DataFrame]],
+             baselines: Sequence[str], n_resamples: int = 1000, seed: int = 0,
+             confidence: float = 0.95, dims: Sequence[str] = DIMENSIONS,
+             progress: Callable[[Iterable], Iterable] = iter) -> dict:
+    """``{model: {protocol: score_protocol(...) + {"williams": ...}}}``.
+
+    Every (model, protocol) pair uses the same bootstrap seed, so models on one protocol are
+    scored on the same resamples. ``progress`` wraps the iterable of (model, protocol) pairs
+    (e.g. ``tqdm``).
+    """
+    pairs = [(m, p) for m, by_protocol in predictions.items() for p in by_protocol]
+    stacked: dict[str, dict[str, Stacked]] = {}
+    out: dict[str, dict[str, dict]] = {}
+    for model, protocol in progress(pairs):
+        s = stack_predictions(predictions[model][protocol], labels, dims)
+        stacked.setdefault(protocol, {})[model] = s
+        out.setdefault(model, {})[protocol] = score_protocol(
+            s.y_true, s.y_pred, s.passages, n_resamples=n_resamples, seed=seed,
+            confidence=confidence, dims=dims)
+    for protocol, by_model in stacked.items():
+        scores = {m: out[m][protocol] for m in by_model}
+        for model, result in williams_vs_best_baseline(by_model, scores, baselines, dims).items():
+            out[model][protocol]["williams"] = result
+    return out
+
+
+def best_baseline(scores: dict[str, dict], baselines: Sequence[str]) -> str | None:
+    """The baseline with the highest R^2 among those scored (None if none was)."""
+    scored = [b for b in baselines if b in scores and scores[b]["r2"] is not None]
+    return max(scored, key=lambda b: scores[b]["r2"]) if scored else None
+
+
+def williams_vs_best_baseline(stacked: dict[str, Stacked], scores: dict[str, dict],
+                              baselines: Sequence[str], dims: Sequence[str] = DIMENSIONS) -> dict:
+    """Williams' test per dimension of each model's r against the best baseline's r.
+
+    For one protocol: ``stacked`` and ``scores`` map model -> its predictions / score dict.
+    Variable 1 is the labels, 2 the model, 3 the best baseline, each the ensemble (mean over
+    fold models) on test protocols; ``n`` is the rows both predicted. The best baseline itself
+    gets None. Undefined r (constant predictions) gives t = p = None.
+    """
+    base = best_baseline(scores, baselines)
+    out: dict[str, dict | None] = {}
+    for model, s in stacked.items():
+        if base is None or model == base:
+            out[model] = None
+            continue
+        b = stacked[base]
+        common, i, j = np.intersect1d(s.segments, b.segments, return_indices=True)
+        if len(common) <= 3:
+            out[model] = None
+            continue
+        y, p_model, p_base = s.y_true[i], s.ensemble[i], b.ensemble[j]
+        t, p = williams_test(pearson_per_dim(y, p_model), pearson_per_dim(y, p_base),
+                             pearson_per_dim(p_model, p_base), len(common))
+        out[model] = jsonable({
+            "baseline": base, "n": len(common),
+            "n_better_p05": int(np.sum((t > 0) & (p < 0.05))),
+            "n_worse_p05": int(np.sum((t < 0) & (p < 0.05))),
+            "per_dim": {dim: {"t": t[k], "p": p[k]} for k, dim in enumerate(dims)},
+        })
+    return out
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def per_dim_r_table(eval_dict: dict) -> pd.DataFrame:
+    """Long table (model, protocol, dimension, r, r_low, r_high) of per-dimension r with CI."""
+    rows = [(model, protocol, dim, v["r"], *v["r_ci"])
+            for model, by_protocol in eval_dict.items()
+            for protocol, res in by_protocol.items()
+            for dim, v in res["per_dim"].items()]
+    return pd.DataFrame(rows, columns=["model", "protocol", "dimension", "r", "r_low", "r_high"])
+
+
+def pred_vs_true_table(labels: pd.DataFrame, predictions: dict[str, dict[str, pd.DataFrame]],
+                       dims: Sequence[str] = DIMENSIONS, decimals: int = 4) -> pd.DataFrame:
+    """Long table (model, protocol, segment, dimension, true, pred) for pooled (CV) protocols.
+
+    Test protocols (k fold models per segment) are left out to keep the file small.
+    """
+    frames = []
+    for model, by_protocol in predictions.items():
+        for protocol, pred in by_protocol.items():
+            s = stack_predictions(pred, labels, dims)
+            if not s.pooled:
+                continue
+            n, d = s.y_true.shape
+            frames.append(pd.DataFrame({
+                "model": model, "protocol": protocol,
+                "segment": np.repeat(s.segments, d), "dimension": np.tile(list(dims), n),
+                "true": s.y_true.ravel().round(decimals), "pred": s.y_pred[0].ravel().round(decimals),
+            }))
+    cols = ["model", "protocol", "segment", "dimension", "true", "pred"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
+
+
+def results_markdown(eval_dict: dict, confidence: float = 0.95, decimals: int = 3) -> str:
+    """Markdown table, one row per model x protocol: R^2 [CI], mean r [CI], Spearman, within-passage r, n."""
+    def num(x):
+        return "–" if x is None else f"{x:.{decimals}f}"
+
+    def with_ci(x, ci):
+        return f"{num(x)} [{num(ci[0])}, {num(ci[1])}]" if x is not None else "–"
+
+    level = f"{confidence:.0%} CI"
+    lines = [f"| model | protocol | R² [{level}] | mean r [{level}] | Spearman ρ | within-passage r | n |",
+             "|---|---|---|---|---|---|---|"]
+    for model, by_protocol in eval_dict.items():
+        for protocol, res in by_protocol.items():
+            lines.append(f"| {model} | {protocol} | {with_ci(res['r2'], res['r2_ci'])} | "
+                         f"{with_ci(res['pearson_r'], res['pearson_r_ci'])} | {num(res['spearman'])} | "
+                         f"{num(res['within_passage_r'])} | {res['n']} |")
+    return "\n".join(lines) + "\n"

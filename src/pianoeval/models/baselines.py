@@ -1,0 +1,86 @@
+"""Baselines every later model must beat: the training-fold mean and ridge regression."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.dummy import DummyRegressor
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import RidgeCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from pianoeval.data.dimensions import DIMENSIONS
+from pianoeval.data.splits import SPLIT_COLUMNS, fold_masks
+
+
+class ClipToTrainingRange(RegressorMixin, BaseEstimator):
+    """Clip predictions to each target's range in the training rows.
+
+    The labels are bounded means of 1..7 ratings; a linear model extrapolates far outside that
+    range on music unlike its training set (a held-out work). sklearn has no clipping
+    meta-estimator, hence this one.
+    """
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+
+    def fit(self, X, y):
+        self.estimator_ = clone(self.estimator).fit(X, y)
+        self.low_, self.high_ = np.min(y, axis=0), np.max(y, axis=0)
+        return self
+
+    def predict(self, X):
+        return np.clip(self.estimator_.predict(X), self.low_, self.high_)
+
+
+def make_baseline(name: str, config: dict):
+    """A fresh, unfitted sklearn estimator for baseline ``name``.
+
+    ridge: median imputation (some score features are undefined, e.g. a score with one constant
+    velocity), standardisation, and RidgeCV choosing alpha per dimension by efficient
+    leave-one-out on the training rows only (``alpha_per_target``), so no held-out row influences
+    the choice; predictions optionally clipped to the training label range.
+    """
+    if name == "mean":
+        return DummyRegressor(strategy="mean")
+    if name == "ridge":
+        ridge = make_pipeline(SimpleImputer(strategy="median"), StandardScaler(),
+                              RidgeCV(alphas=config["ridge"]["alphas"], alpha_per_target=True))
+        return ClipToTrainingRange(ridge) if config["ridge"]["clip_to_training_range"] else ridge
+    raise ValueError(f"unknown baseline {name!r} (have: mean, ridge)")
+
+
+def _frame(segments: np.ndarray, fold: int, pred: np.ndarray) -> pd.DataFrame:
+    frame = pd.DataFrame(pred, columns=list(DIMENSIONS))
+    frame.insert(0, "fold", fold)
+    frame.insert(0, "segment", segments)
+    return frame
+
+
+def cross_fit(name: str, config: dict, data: pd.DataFrame, feature_cols: list[str],
+              splits: pd.DataFrame, n_folds: int = 4) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Fit one model per fold of every split; return predictions per protocol and the models.
+
+    ``data`` holds ``segment``, the features and the 19 label columns; ``splits`` the split
+    columns by segment. Protocols: ``<split>_cv`` (out-of-fold predictions, one row per segment)
+    and ``<split>_test`` (the test set scored by every fold model) where the split has a test set.
+    """
+    merged = data.merge(splits, on="segment", validate="one_to_one")
+    X = merged[feature_cols].to_numpy(float)
+    Y = merged[list(DIMENSIONS)].to_numpy(float)
+    segments = merged["segment"].to_numpy()
+    predictions, models = {}, {}
+    for split_name, column in SPLIT_COLUMNS.items():
+        cv_parts, test_parts = [], []
+        for k, train, held_out, test in fold_masks(merged[column], n_folds):
+            model = make_baseline(name, config).fit(X[train], Y[train])
+            models[f"{split_name}_{k}"] = model
+            cv_parts.append(_frame(segments[held_out], k, model.predict(X[held_out])))
+            if test.any():
+                test_parts.append(_frame(segments[test], k, model.predict(X[test])))
+        predictions[f"{split_name}_cv"] = pd.concat(cv_parts).sort_values("segment", ignore_index=True)
+        if test_parts:
+            predictions[f"{split_name}_test"] = pd.concat(test_parts).sort_values(
+                ["segment", "fold"], ignore_index=True)
+    return predictions, models

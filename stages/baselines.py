@@ -1,0 +1,40 @@
+"""DVC stage `baselines`: mean and ridge, fitted per fold of every protocol."""
+import logging
+from pathlib import Path
+
+import joblib
+import pandas as pd
+
+from pianoeval.data.dimensions import DIMENSIONS
+from pianoeval.models.baselines import cross_fit
+from pianoeval.params import load_params
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    params = load_params("baselines")
+    n_folds = load_params("splits")["n_folds"]
+    labels = pd.read_csv("data/labels.csv")
+    features = pd.read_csv("data/features/features.csv")
+    splits = pd.read_csv("data/splits.csv", dtype=str)
+    data = labels.merge(features, on="segment")
+    if len(data) < len(labels):
+        logging.warning("%d labelled segments have no features and are left out",
+                        len(labels) - len(data))
+    feature_cols = [c for c in features.columns if c != "segment"]
+    logging.info("baselines on %d segments x %d features", len(data), len(feature_cols))
+
+    Path("models/baselines").mkdir(parents=True, exist_ok=True)
+    for name in params["models"]:
+        predictions, models = cross_fit(name, params, data, feature_cols, splits, n_folds)
+        out = Path("metrics/predictions") / name
+        out.mkdir(parents=True, exist_ok=True)
+        for protocol, frame in predictions.items():
+            frame.to_csv(out / f"{protocol}.csv", index=False, float_format="%.6f")
+        joblib.dump({"features": feature_cols, "dimensions": list(DIMENSIONS), "models": models},
+                    Path("models/baselines") / f"{name}.joblib")
+        logging.info("%s: wrote %s", name, sorted(predictions))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""DVC stage `ingest@<source>`: validate and copy one data source into data/raw/<source>/."""
+import argparse
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from pianoeval.data.ingest import MANIFEST_COLUMNS, Validation, ingest_tree, resolve_source, summarise
+from pianoeval.params import load_params
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("source", help="percepiano, maestro or giantmidi")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    params = load_params("ingest")
+
+    src, how = resolve_source(args.source, params["sources"][args.source], params["mirror"],
+                              Path("data/downloads"))
+    logging.info("ingest %s from %s (%s)", args.source, src, how)
+    out = Path("data/raw") / args.source
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    start = time.perf_counter()
+    rows = ingest_tree(src, out, Validation(**params["validation"]))
+    seconds = time.perf_counter() - start
+    pd.DataFrame(rows, columns=MANIFEST_COLUMNS).to_csv(out / "manifest.csv", index=False)
+
+    summary = summarise(rows, how)  # timings stay out of metrics so they diff only on change
+    metrics = Path("metrics/ingest") / f"{args.source}.json"
+    metrics.parent.mkdir(parents=True, exist_ok=True)
+    metrics.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    logging.info("%s: %d MIDI ok, %d rejected %s in %.1f s (%.0f files/s)", args.source,
+                 summary["midi_ok"], summary["midi_rejected"], summary["rejected_by_reason"],
+                 seconds, len(rows) / seconds)
+
+
+if __name__ == "__main__":
+    main()

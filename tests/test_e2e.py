@@ -1,0 +1,109 @@
+"""End to end: the real DVC pipeline on a small mirror cut from the real data, in a temp copy."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from pianoeval.data.labels import rating_segment_name
+from pianoeval.data.segments import parse_segment
+
+ROOT = Path(__file__).resolve().parents[1]
+MIRROR = Path(os.environ.get("PIANOEVAL_DATA_MIRROR", ROOT.parent / "shared" / "data"))
+PASSAGES = {  # two passages of each of the four works
+    "Schubert_D960_mv3_8bars_1", "Schubert_D960_mv3_8bars_2", "Schubert_D960_mv2_8bars_1",
+    "Schubert_D960_mv2_8bars_2", "Schubert_D935_no.3_4bars_1", "Schubert_D935_no.3_4bars_2",
+    "Beethoven_WoO80_thema_8bars_1", "Beethoven_WoO80_var3_8bars_2",
+}
+LABELS = "labels/label_2round_mean_reg_19_with0_rm_highstd0.all1202.json"
+
+pytestmark = [pytest.mark.e2e,
+              pytest.mark.skipif(not MIRROR.is_dir(), reason=f"no data mirror at {MIRROR}")]
+
+
+def small_mirror(dest: Path) -> int:
+    """Copy the chosen passages (performances, scores, labels, ratings) and a little ASAP and
+    GiantMIDI into ``dest``; returns the number of labelled segments."""
+    src = MIRROR / "percepiano"
+    keep = lambda stem: re.match(r"^\s*\S", stem) and parse_segment(stem).passage in PASSAGES
+    for folder in ("midi", "score_midi"):
+        (dest / "percepiano" / folder).mkdir(parents=True)
+        for f in (src / folder).glob("*.mid"):
+            if "bars" in f.stem and keep(f.stem):
+                shutil.copy(f, dest / "percepiano" / folder / f.name)
+    (dest / "percepiano" / "labels").mkdir()
+    labels = {k: v for k, v in json.loads((src / LABELS).read_text()).items() if keep(k)}
+    (dest / "percepiano" / LABELS).write_text(json.dumps(labels))
+    ratings = pd.read_csv(src / "labels" / "total_2rounds.csv")
+    mask = ratings["filename"].map(lambda f: rating_segment_name(f) in labels)
+    ratings[mask].to_csv(dest / "percepiano" / "labels" / "total_2rounds.csv", index=False)
+    shutil.copytree(MIRROR / "asap" / "Bach" / "Fugue" / "bwv_846", dest / "asap" / "bwv_846")
+    for folder in ("giantmidi-piano", "maestro", "ground_truth"):
+        (dest / "giantmidi" / folder).mkdir(parents=True)
+        for f in sorted((MIRROR / "giantmidi" / folder).glob("*.mid"))[:2]:
+            shutil.copy(f, dest / "giantmidi" / folder / f.name)
+    return len(labels)
+
+
+def run(cmd, cwd, env):
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"{cmd} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout + done.stderr
+
+
+def test_pipeline_end_to_end(tmp_path):
+    n_segments = small_mirror(tmp_path / "mirror")
+    repo = tmp_path / "repo"
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                            cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for rel in listed:
+        if (ROOT / rel).is_file():
+            (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, repo / rel)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["ingest"]["mirror"] = "/nonexistent"  # the env var must win
+    params["features"]["n_jobs"] = 1
+    params["evaluate"]["n_resamples"] = 200
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    env = {**os.environ, "PIANOEVAL_DATA_MIRROR": str(tmp_path / "mirror"),
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    run(["git", "init", "-q"], repo, env)
+    run(["dvc", "repro"], repo, env)
+
+    splits = pd.read_csv(repo / "data" / "splits.csv", dtype=str)
+    assert splits.columns.tolist() == ["segment", "piece_split", "performer_split", "work_split"]
+    assert len(splits) == n_segments
+    ingest = json.loads((repo / "metrics" / "ingest" / "percepiano.json").read_text())
+    assert ingest["resolved_from"] == "mirror" and ingest["midi_ok"] > n_segments
+    evaluation = json.loads((repo / "metrics" / "eval.json").read_text())
+    protocols = {"piece_cv", "performer_cv", "work_cv", "piece_test", "performer_test"}
+    for model in ("mean", "ridge"):
+        assert set(evaluation[model]) == protocols
+        for protocol, scores in evaluation[model].items():
+            lo, hi = scores["r2_ci"]
+            assert lo <= scores["r2"] <= hi, (model, protocol)
+            assert len(scores["per_dim"]) == 19
+    # the training-fold mean cannot explain variance across held-out passages
+    assert evaluation["mean"]["piece_cv"]["r2"] < 0.05
+    pred = pd.read_csv(repo / "metrics" / "predictions" / "ridge" / "piece_test.csv")
+    assert sorted(pred["fold"].unique()) == [0, 1, 2, 3]
+
+    assert "Data and pipelines are up to date" in run(["dvc", "repro"], repo, env)
+
+    run(["git", "add", "-A"], repo, env)
+    run(["git", "commit", "-qm", "baseline run"], repo, env)
+    params["baselines"]["ridge"]["alphas"] = [1000.0]
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(["dvc", "repro"], repo, env)
+    ran = set(re.findall(r"Running stage '([^']+)'", out))
+    assert ran == {"baselines", "evaluate"}, out
+    assert "ridge" in run(["dvc", "metrics", "diff"], repo, env)

@@ -1,0 +1,100 @@
+import json
+import zipfile
+
+import pytest
+
+from midi_factory import simple_notes, write_corrupt, write_empty, write_midi, write_no_notes, write_truncated
+from pianoeval.data.download import extract_zip, fetch, sha256_file
+from pianoeval.data.ingest import (
+    Validation, file_role, ingest_tree, normalise_name, resolve_source, summarise,
+)
+from pianoeval.params import MIRROR_ENV
+
+
+@pytest.fixture
+def source(tmp_path):
+    src = tmp_path / "src"
+    (src / "midi").mkdir(parents=True)
+    (src / "score_midi").mkdir()
+    good = write_midi(src / "midi" / "A_8bars_1_1.mid", simple_notes(8))
+    write_midi(src / "midi" / " A_8bars_2_1.mid", simple_notes(8))  # leading space upstream
+    write_corrupt(src / "midi" / "A_8bars_3_1.mid")
+    write_empty(src / "midi" / "A_8bars_4_1.mid")
+    write_truncated(src / "midi" / "A_8bars_5_1.mid", good, 0.5)
+    write_no_notes(src / "score_midi" / "A_8bars_Score_1.mid")
+    write_midi(src / "midi" / "A_8bars_6_1.mid", [(0.0, 0.1, 60, 64)])  # 0.1 s: too short
+    (src / "labels.json").write_text("{}")
+    return src
+
+
+def test_ingest_counts_and_skips_bad_files_without_failing(source, tmp_path):
+    out = tmp_path / "out"
+    rows = ingest_tree(source, out, Validation(min_duration_sec=1.0))
+    status = {r["file"]: r["status"] for r in rows}
+    assert status == {
+        "labels.json": "ok",
+        "midi/A_8bars_1_1.mid": "ok",
+        "midi/A_8bars_2_1.mid": "ok",  # name normalised
+        "midi/A_8bars_3_1.mid": "parse_error",
+        "midi/A_8bars_4_1.mid": "empty_file",
+        "midi/A_8bars_5_1.mid": "parse_error",
+        "midi/A_8bars_6_1.mid": "too_short",
+        "score_midi/A_8bars_Score_1.mid": "no_notes",
+    }
+    copied = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert copied == ["labels.json", "midi/A_8bars_1_1.mid", "midi/A_8bars_2_1.mid"]
+    ok = next(r for r in rows if r["file"] == "midi/A_8bars_1_1.mid")
+    assert ok["n_notes"] == 8 and ok["duration_sec"] == pytest.approx(3.75, abs=1e-3)
+    assert ok["sha256"] == sha256_file(source / "midi" / "A_8bars_1_1.mid")
+    summary = summarise(rows, "mirror")
+    assert summary["midi_ok"] == 2 and summary["midi_rejected"] == 5
+    assert summary["rejected_by_reason"] == {"empty_file": 1, "no_notes": 1, "parse_error": 2,
+                                             "too_short": 1}
+
+
+def test_file_roles_and_name_normalisation():
+    from pathlib import Path
+    assert normalise_name(Path("midi/ Schubert_x.mid")) == Path("midi/Schubert_x.mid")
+    assert file_role(Path("Bach/Fugue/bwv_846/midi_score.mid")) == "score"
+    assert file_role(Path("Bach/Fugue/bwv_846/Shi05M.mid")) == "performance"
+    assert file_role(Path("giantmidi-piano/x.mid")) == "transcription"
+    assert file_role(Path("score_midi/x.mid")) == "score"
+    assert file_role(Path("labels/x.json")) == "other"
+
+
+def test_resolve_source_order(tmp_path, monkeypatch):
+    mirror, env_mirror, explicit = tmp_path / "m", tmp_path / "e", tmp_path / "p"
+    for root in (mirror, env_mirror):
+        (root / "percepiano").mkdir(parents=True)
+    explicit.mkdir()
+    spec = {"path": None, "mirror_subdir": "percepiano"}
+    monkeypatch.delenv(MIRROR_ENV, raising=False)
+    assert resolve_source("percepiano", spec, str(mirror), tmp_path) == (mirror / "percepiano", "mirror")
+    monkeypatch.setenv(MIRROR_ENV, str(env_mirror))
+    assert resolve_source("percepiano", spec, str(mirror), tmp_path) == (env_mirror / "percepiano", "mirror")
+    assert resolve_source("percepiano", {**spec, "path": str(explicit)}, str(mirror), tmp_path) == \
+        (explicit, "params")
+    with pytest.raises(FileNotFoundError, match="ingest.sources.percepiano.path"):
+        resolve_source("percepiano", {**spec, "path": str(tmp_path / "nope")}, None, tmp_path)
+
+
+def test_fetch_verifies_sha256_and_extract_refuses_zip_slip(tmp_path):
+    archive = tmp_path / "up.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("repo-abc/midi/a.mid", b"x")
+        zf.writestr("repo-abc/labels.json", json.dumps({}))
+    digest = sha256_file(archive)
+    got = fetch(archive.as_uri(), tmp_path / "dl" / "up.zip", digest)
+    assert sha256_file(got) == digest
+    root = extract_zip(got, tmp_path / "x")
+    assert root.name == "repo-abc" and (root / "midi" / "a.mid").read_bytes() == b"x"
+    with pytest.raises(ValueError, match="does not match the pinned"):
+        fetch(archive.as_uri(), tmp_path / "dl2" / "up.zip", "0" * 64)
+    assert not (tmp_path / "dl2" / "up.zip").exists()  # a bad download is not kept
+
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("../escaped.txt", b"x")
+    with pytest.raises(ValueError, match="escapes the target folder"):
+        extract_zip(evil, tmp_path / "y")
+    assert not (tmp_path / "escaped.txt").exists()
