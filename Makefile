@@ -43,6 +43,7 @@ test: setup
 
 bench: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python benchmarks/run.py --out benchmarks/results.md
+	$(BIN)/python benchmarks/seed_sensitivity.py --out benchmarks/seed_sensitivity.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -270,4 +270,4 @@ def test_stage_uses_only_ok_files_and_writes_metrics(tmp_path):
     metrics = json.loads((tmp_path / "metrics/features.json").read_text())
     assert metrics["n_segments"] == 2 and metrics["n_features"] == len(FEATURES)
     assert metrics["n_failed"] == 1 and metrics["failed"][0]["segment"] == "Piece_8bars_2_0"
-    assert metrics["notes_per_sec"] > 0
+    assert "notes_per_sec" not in metrics  # timings belong to `make bench`, not to metrics

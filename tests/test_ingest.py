@@ -4,7 +4,7 @@ import zipfile
 import pytest
 
 from midi_factory import simple_notes, write_corrupt, write_empty, write_midi, write_no_notes, write_truncated
-from pianoeval.data.download import extract_zip, fetch, sha256_file
+from pianoeval.data.download import download_source, extract_zip, fetch, sha256_file
 from pianoeval.data.ingest import (
     Validation, file_role, ingest_tree, normalise_name, resolve_source, summarise,
 )
@@ -98,3 +98,24 @@ def test_fetch_verifies_sha256_and_extract_refuses_zip_slip(tmp_path):
     with pytest.raises(ValueError, match="escapes the target folder"):
         extract_zip(evil, tmp_path / "y")
     assert not (tmp_path / "escaped.txt").exists()
+
+
+def test_download_source_lays_out_an_upstream_archive_like_the_mirror(tmp_path):
+    archive = tmp_path / "percepiano.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("PercePiano-e67/virtuoso/data/all_2rounds/A_8bars_1_1.mid", b"midi")
+        zf.writestr("PercePiano-e67/virtuoso/data/score_midi/A_8bars_Score_1.mid", b"score")
+        zf.writestr("PercePiano-e67/label.json", b"{}")
+    upstream = {"percepiano": {"url": archive.as_uri(), "sha256": sha256_file(archive),
+                               "layout": {"midi": "virtuoso/data/all_2rounds",
+                                          "score_midi": "virtuoso/data/score_midi",
+                                          "labels/all.json": "label.json"}}}
+    root = download_source("percepiano", tmp_path / "dl", upstream)
+    assert (root / "midi" / "A_8bars_1_1.mid").read_bytes() == b"midi"
+    assert (root / "score_midi" / "A_8bars_Score_1.mid").read_bytes() == b"score"
+    assert (root / "labels" / "all.json").read_bytes() == b"{}"
+    assert download_source("percepiano", tmp_path / "dl", upstream) == root  # cached
+
+    upstream["percepiano"]["layout"]["labels/ratings.csv"] = "labels/total_2rounds.csv"
+    with pytest.raises(FileNotFoundError, match="no labels/total_2rounds.csv"):
+        download_source("percepiano", tmp_path / "dl2", upstream)

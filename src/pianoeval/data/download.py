@@ -11,22 +11,37 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 # Pinned upstream archives (commits named in the data mirror's README). sha256 is None where it
-# could not be measured from an offline machine: the first download prints the digest to pin.
+# could not be measured from an offline machine: the first download logs the digest to pin.
+# ``layout`` maps a path of the mirror's layout to the upstream path it comes from.
 UPSTREAM = {
     "percepiano": {
         "url": "https://github.com/JonghoKimSNU/PercePiano/archive/"
         "e672299b8661f63802cd5cd73bb3c76218a13029.zip",
         "sha256": None,
+        "layout": {
+            "midi": "virtuoso/data/all_2rounds",
+            "score_midi": "virtuoso/data/score_midi",
+            "score_xml": "virtuoso/data/score_xml",
+            "labels/label_2round_mean_reg_19_with0_rm_highstd0.all1202.json":
+                "label_2round_mean_reg_19_with0_rm_highstd0.json",
+            "labels/total_2rounds.csv": "labels/total_2rounds.csv",
+        },
     },
-    "maestro": {  # ASAP: MAESTRO performances with their scores
+    "asap": {  # MAESTRO performances with their scores (the default "maestro" source)
         "url": "https://github.com/fosfrancesco/asap-dataset/archive/"
         "afc815c75c42e83a79c03feb6da8a35e77d4c6b8.zip",
+        "sha256": None,
+    },
+    "maestro_v3": {  # the full MAESTRO v3 MIDI set: ingest.sources.maestro.download: maestro_v3
+        "url": "https://storage.googleapis.com/magentadata/datasets/maestro/v3.0.0/"
+        "maestro-v3.0.0-midi.zip",
         "sha256": None,
     },
     "giantmidi": {
         "url": "https://github.com/bytedance/GiantMIDI-Piano/archive/"
         "930d535a3882f301f7dd8b4c1389072e04989037.zip",
         "sha256": None,
+        "layout": {".": "midis_for_evaluation"},
     },
 }
 
@@ -73,8 +88,30 @@ def extract_zip(archive: Path, out_dir: Path) -> Path:
     return out_dir / tops.pop() if len(tops) == 1 else out_dir
 
 
+def arrange(root: Path, layout: dict[str, str] | None, dest: Path) -> Path:
+    """Move the upstream paths of ``layout`` to their mirror paths under ``dest``."""
+    if not layout:
+        return root
+    for mirror_path, upstream_path in layout.items():
+        src = root / upstream_path
+        if not src.exists():
+            raise FileNotFoundError(f"{root}: upstream archive has no {upstream_path}")
+        if mirror_path == ".":
+            return src
+        (dest / mirror_path).parent.mkdir(parents=True, exist_ok=True)
+        src.rename(dest / mirror_path)
+    return dest
+
+
 def download_source(name: str, cache_dir: Path, upstream: dict | None = None) -> Path:
-    """Fetch and extract the pinned archive of source ``name``; returns the extracted root."""
+    """Fetch, verify and extract the pinned archive ``name``, laid out like the data mirror."""
     spec = (upstream or UPSTREAM)[name]
+    arranged = cache_dir / f"{name}-arranged"
+    if arranged.is_dir():
+        return arranged
     archive = fetch(spec["url"], cache_dir / f"{name}.zip", spec["sha256"])
-    return extract_zip(archive, cache_dir / name)
+    extracted = cache_dir / f"{name}-extracted"
+    shutil.rmtree(extracted, ignore_errors=True)
+    root = arrange(extract_zip(archive, extracted), spec.get("layout"), extracted / "arranged")
+    root.rename(arranged)
+    return arranged

@@ -42,8 +42,9 @@ def resolve_source(name: str, spec: dict, mirror: str | None, download_dir: Path
     root = mirror_root(mirror)
     if root is not None and (root / spec["mirror_subdir"]).is_dir():
         return root / spec["mirror_subdir"], "mirror"
-    log.info("%s: no mirror at %s; downloading the pinned upstream archive", name, mirror)
-    return download_source(name, download_dir), "download"
+    archive = spec.get("download") or name
+    log.info("%s: no mirror at %s; downloading the pinned upstream archive %s", name, mirror, archive)
+    return download_source(archive, download_dir), "download"
 
 
 def normalise_name(relpath: Path) -> Path:
