@@ -67,7 +67,8 @@ def main() -> None:
             clone = Path(tmp) / "pianoeval"
             subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
             env = {**os.environ, "PIANOEVAL_DATA_MIRROR": str(mirror.resolve())}
-            rows.append(("cold `make repro` (fresh clone: venv + install + full DAG)",
+            rows.append(("cold `make repro` (fresh clone: venv + pip install from the local wheel "
+                         "cache + full DAG; Debian packages already installed)",
                          f"{timed(['make', 'repro'], clone, env):.0f} s"))
             rows.append(("cold `dvc repro --force` in that clone (DAG only, venv ready)",
                          f"{timed([str(clone / '.venv/bin/dvc'), 'repro', '--force'], clone, env):.0f} s"))
