@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_PACKAGES := libfluidsynth3 musescore-general-soundfont
+DEBIAN_PACKAGES := libfluidsynth3 musescore-general-soundfont fluid-soundfont-gm
 
 .PHONY: setup system-packages repro test bench clean
 
