@@ -1,7 +1,8 @@
 """DVC stage `features`: symbolic features of every PercePiano performance segment.
 
-Reads data/raw/percepiano/manifest.csv (only status == "ok" files), writes
-data/features/features.csv (one row per segment) and metrics/features.json.
+Reads data/raw/percepiano/manifest.csv (only status == "ok" files) and the align stage's
+segment summaries, writes data/features/features.csv (one row per segment: symbolic features,
+then the `align_*` ones) and metrics/features.json.
 """
 import argparse
 import json
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pianoeval.align.aggregate import merge_alignment_features
 from pianoeval.features.inputs import build_items
 from pianoeval.features.symbolic import extract_features
 from pianoeval.params import load_params
@@ -23,6 +25,8 @@ def main() -> None:
     parser.add_argument("--raw", type=Path, default=Path("data/raw/percepiano"))
     parser.add_argument("--out", type=Path, default=Path("data/features/features.csv"))
     parser.add_argument("--metrics", type=Path, default=Path("metrics/features.json"))
+    parser.add_argument("--align", type=Path,
+                        default=Path("data/align/percepiano/segment_features.csv"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params("features")
@@ -34,6 +38,7 @@ def main() -> None:
     seconds = time.perf_counter() - start
     if frame.empty:
         raise SystemExit(f"features: no segment could be read ({len(failed)} failed)")
+    frame = merge_alignment_features(frame, args.align)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(args.out, index=False)

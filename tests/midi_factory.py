@@ -28,14 +28,19 @@ def perf(notes: list[Note] = (), controls: list[Control] = ()) -> Performance:
 
 def write_midi(path: Path, notes: list[Note] = (), controls: list[Control] = (),
                tempos: list[tuple[float, float]] = ((0.0, 60.0),),
-               separate_controls: bool = False) -> Path:
-    """A type-1 file: track 0 the tempo map [(beat, bpm)], track 1 notes and controls
-    (``separate_controls``: controls in a track 2 of their own)."""
+               separate_controls: bool = False,
+               time_signatures: list[tuple[float, int, int]] = ()) -> Path:
+    """A type-1 file: track 0 the tempo map [(beat, bpm)] and time signatures
+    [(beat, numerator, denominator)], track 1 notes and controls (``separate_controls``:
+    controls in a track 2 of their own)."""
     def tick(beats: float) -> int:
         return round(beats * TPQ)
 
     tempo_track = [(tick(b), 0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm)))
                    for b, bpm in tempos]
+    tempo_track += [(tick(b), 0, mido.MetaMessage("time_signature", numerator=num,
+                                                  denominator=den))
+                    for b, num, den in time_signatures]
     note_track, control_track = [], []
     for onset, dur, pitch, vel in notes:
         # note_off sorts before note_on at the same tick (key 0 < 2), so repeated notes work

@@ -70,6 +70,18 @@ def test_pipeline_end_to_end(tmp_path):
     params["ingest"]["mirror"] = "/nonexistent"  # the env var must win
     params["features"]["n_jobs"] = 1
     params["evaluate"]["n_resamples"] = 200
+    # tiny profiles of the audio, alignment and sequence-model stages: the same code, less work
+    params["render"]["workers"] = 1
+    params["render"]["maestro"]["max_performances"] = 2
+    params["render"]["maestro"]["max_windows_per_performance"] = 1
+    params["encode_audio"]["workers"] = 1
+    params["train_audio"]["mlp"]["n_seeds"] = 1
+    params["train_audio"]["mlp"]["max_epochs"] = 60
+    params["train_audio"]["cross_soundfont"]["n_resamples"] = 100
+    params["align"]["n_jobs"] = 1
+    params["train_sequence"]["n_jobs"] = 1
+    params["train_sequence"]["model"]["d_model"] = 16
+    params["train_sequence"]["train"]["max_epochs"] = 2
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     env = {**os.environ, "PIANOEVAL_DATA_MIRROR": str(tmp_path / "mirror"),

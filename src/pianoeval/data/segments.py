@@ -45,8 +45,9 @@ def parse_segment(name: str) -> Segment:
     return Segment(m["piece"], int(m["bars"]), m["performer"], int(m["index"]))
 
 
-def score_paths(score_dir) -> dict[str, "Path"]:
-    """Map passage id -> score MIDI path in ``score_dir`` (``Score`` preferred over ``Score2``).
+def score_paths(score_dir, pattern: str = "*.mid") -> dict[str, "Path"]:
+    """Map passage id -> score path in ``score_dir`` (``Score`` preferred over ``Score2``);
+    ``pattern`` picks the files (``*.musicxml`` for the MusicXML scores).
 
     Score file indices are zero-padded in places (``_Score_01``), so files are matched by the
     parsed passage id, never by string concatenation.
@@ -54,7 +55,7 @@ def score_paths(score_dir) -> dict[str, "Path"]:
     from pathlib import Path
 
     found: dict[str, Path] = {}
-    for path in sorted(Path(score_dir).glob("*.mid")):
+    for path in sorted(Path(score_dir).glob(pattern)):
         if not _NAME.match(path.stem):  # e.g. the whole-piece beethoven_woo80_score2.mid
             continue
         seg = parse_segment(path.stem)

@@ -11,7 +11,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pianoeval.data.dimensions import DIMENSIONS
-from pianoeval.data.splits import SPLIT_COLUMNS, fold_masks
+from pianoeval.models.protocols import cross_fit_protocols
 
 
 class ClipToTrainingRange(RegressorMixin, BaseEstimator):
@@ -51,13 +51,6 @@ def make_baseline(name: str, config: dict):
     raise ValueError(f"unknown baseline {name!r} (have: mean, ridge)")
 
 
-def _frame(segments: np.ndarray, fold: int, pred: np.ndarray) -> pd.DataFrame:
-    frame = pd.DataFrame(pred, columns=list(DIMENSIONS))
-    frame.insert(0, "fold", fold)
-    frame.insert(0, "segment", segments)
-    return frame
-
-
 def cross_fit(name: str, config: dict, data: pd.DataFrame, feature_cols: list[str],
               splits: pd.DataFrame, n_folds: int = 4) -> tuple[dict[str, pd.DataFrame], dict]:
     """Fit one model per fold of every split; return predictions per protocol and the models.
@@ -69,18 +62,7 @@ def cross_fit(name: str, config: dict, data: pd.DataFrame, feature_cols: list[st
     merged = data.merge(splits, on="segment", validate="one_to_one")
     X = merged[feature_cols].to_numpy(float)
     Y = merged[list(DIMENSIONS)].to_numpy(float)
-    segments = merged["segment"].to_numpy()
-    predictions, models = {}, {}
-    for split_name, column in SPLIT_COLUMNS.items():
-        cv_parts, test_parts = [], []
-        for k, train, held_out, test in fold_masks(merged[column], n_folds):
-            model = make_baseline(name, config).fit(X[train], Y[train])
-            models[f"{split_name}_{k}"] = model
-            cv_parts.append(_frame(segments[held_out], k, model.predict(X[held_out])))
-            if test.any():
-                test_parts.append(_frame(segments[test], k, model.predict(X[test])))
-        predictions[f"{split_name}_cv"] = pd.concat(cv_parts).sort_values("segment", ignore_index=True)
-        if test_parts:
-            predictions[f"{split_name}_test"] = pd.concat(test_parts).sort_values(
-                ["segment", "fold"], ignore_index=True)
-    return predictions, models
+    return cross_fit_protocols(
+        merged["segment"].to_numpy(), merged,
+        fit=lambda split, k, train, held_out: make_baseline(name, config).fit(X[train], Y[train]),
+        predict=lambda model, mask: model.predict(X[mask]), n_folds=n_folds)

@@ -1,0 +1,1 @@
+"""Audio: rendering MIDI with FluidSynth, augmentation, audio encoders and checks."""

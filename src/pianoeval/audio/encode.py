@@ -1,0 +1,84 @@
+"""Encode rendered audio files with one encoder: per (item, soundfont) safetensors files."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from pianoeval.audio.checks import load_audio
+from pianoeval.audio.encoders import make_encoder, save_embedding
+
+log = logging.getLogger(__name__)
+
+_ENCODER = None  # one per worker process
+
+
+def _init(name: str, params: dict) -> None:
+    global _ENCODER
+    _ENCODER = make_encoder(name, params)
+
+
+def _encode_one(task: tuple[str, str, str, str]) -> dict:
+    src, dst, item, soundfont = task
+    record = {"item": item, "soundfont": soundfont, "status": "ok", "error": "", "n_frames": 0,
+              "cpu_sec": 0.0}
+    cpu = time.process_time()
+    try:
+        y, sr = load_audio(src)
+        arrays = _ENCODER.encode(y, sr)
+    except ValueError as exc:
+        record.update(status="audio_error", error=str(exc))
+        return record
+    save_embedding(dst, arrays)
+    frames = [v for k, v in arrays.items() if k.startswith("frames_")]
+    record["n_frames"] = int(frames[0].shape[0]) if frames else 0
+    record["cpu_sec"] = time.process_time() - cpu
+    return record
+
+
+def encode_files(tasks: list[tuple[str, str, str, str]], name: str, params: dict,
+                 workers: int = 1, progress: bool = True) -> list[dict]:
+    """Encode (audio path, output path, item, soundfont) tasks; an unusable audio file gives a
+    record with status ``audio_error`` and its message instead of raising."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(tasks), desc=f"encode {name}", unit="file", disable=not progress,
+               mininterval=2)
+    records = []
+    if workers <= 1 or name != "spectral":  # a torch model: one process, torch's own threads
+        _init(name, params)
+        for task in tasks:
+            records.append(_encode_one(task))
+            bar.update()
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init,
+                                 initargs=(name, params)) as pool:
+            for rec in pool.map(_encode_one, tasks, chunksize=8):
+                records.append(rec)
+                bar.update()
+    bar.close()
+    return records
+
+
+def encoding_tasks(index: pd.DataFrame, audio_root: Path, out: Path, sources: list[str],
+                   soundfonts: list[str] | None) -> list[tuple[str, str, str, str]]:
+    """Tasks for the rendered files (index rows with status ok) of ``sources`` and
+    ``soundfonts`` (None: all); output ``<out>/<source>/<soundfont>/<file>.safetensors``
+    mirroring the audio layout."""
+    rows = index[(index["status"] == "ok") & index["source"].isin(sources)]
+    if soundfonts is not None:
+        missing = sorted(set(soundfonts) - set(rows["soundfont"]))
+        if missing:
+            log.warning("soundfonts %s have no renderings: skipped", missing)
+        rows = rows[rows["soundfont"].isin(soundfonts)]
+    tasks = []
+    for r in rows.sort_values(["soundfont", "item"]).itertuples():
+        tasks.append((str(audio_root / r.file), str(out / Path(r.file).with_suffix(".safetensors")),
+                      r.item, r.soundfont))
+    return tasks
