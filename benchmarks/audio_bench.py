@@ -10,7 +10,6 @@ tiny random HuBERT-style model through the MERT encoder.
 import argparse
 import datetime
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -25,21 +24,18 @@ from pianoeval.audio.render import (RenderConfig, Renderer, available_soundfonts
 from pianoeval.data.midi import read_midi
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from run import machine as hardware  # noqa: E402  (benchmarks/run.py: the machine description)
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
-                .splitlines() if line.startswith("model name")), platform.processor())
-    mem_kb = int(next(line.split()[1] for line in Path("/proc/meminfo").read_text().splitlines()
-                      if line.startswith("MemTotal")))
+    """The shared machine description of benchmarks/run.py plus this branch's libraries."""
     import fluidsynth
     import librosa
     import torch
 
-    return (f"{cpu}, {os.cpu_count()} cores, {mem_kb / 2**20:.0f} GiB RAM, "
-            f"{platform.system()} {platform.release()}, Python {platform.python_version()}, "
-            f"libfluidsynth {fluidsynth.fluid_version and _fluid_version()}, librosa "
-            f"{librosa.__version__}, torch {torch.__version__}")
+    return (f"{hardware()}, libfluidsynth {fluidsynth.fluid_version and _fluid_version()}, "
+            f"librosa {librosa.__version__}, torch {torch.__version__}")
 
 
 def _fluid_version() -> str:
