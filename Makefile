@@ -44,6 +44,9 @@ test: setup
 bench: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python benchmarks/run.py --out benchmarks/results.md
 	$(BIN)/python benchmarks/seed_sensitivity.py --out benchmarks/seed_sensitivity.md
+	$(BIN)/python benchmarks/align_bench.py
+	$(BIN)/python benchmarks/audio_bench.py
+	$(BIN)/python benchmarks/degrade_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

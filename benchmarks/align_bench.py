@@ -287,7 +287,7 @@ def main() -> None:
         f"`automatic` on a long piece costs minutes more); the default limit "
         f"(`align.sources.maestro`: {limits}) keeps {n_limited}: about "
         f"{estimate(limited) / 60:.1f} CPU-min.", "",
-        *last_maestro_run(ROOT / "data" / "align" / "maestro" / "alignments.csv"),
+        *last_maestro_run(ROOT / "data" / "align_timing" / "maestro.csv"),
     ]
     args.out.write_text("\n".join(lines))
     print(f"-> {args.out}")

@@ -2,7 +2,9 @@
 
 Reads data/raw/<source>/manifest.csv (status == "ok" files) and params `align`; writes
 data/align/<source>/alignments.csv (one row per performance), notes.csv (one row per performed
-note, with the deviation features) and segment_features.csv (the `align_*` summaries).
+note, with the deviation features) and segment_features.csv (the `align_*` summaries). The
+matcher's seconds per item go to data/align_timing/<source>.csv, outside data/align/<source>, so
+that a rerun with identical alignments leaves downstream stages (features, models) untouched.
 """
 import argparse
 import logging
@@ -22,6 +24,7 @@ def main() -> None:
     parser.add_argument("source", choices=["percepiano", "maestro"])
     parser.add_argument("--raw", type=Path, help="default: data/raw/<source>")
     parser.add_argument("--out", type=Path, help="default: data/align/<source>")
+    parser.add_argument("--timing", type=Path, help="default: data/align_timing/<source>.csv")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # AutomaticNoteMatcher logs every window it subsamples ("high number of combinations")
@@ -29,6 +32,7 @@ def main() -> None:
     params = load_params("align")
     raw = args.raw or Path("data/raw") / args.source
     out = args.out or Path("data/align") / args.source
+    timing = args.timing or Path("data/align_timing") / f"{args.source}.csv"
 
     manifest = pd.read_csv(raw / "manifest.csv")
     limits = params["sources"][args.source] or {}
@@ -38,7 +42,9 @@ def main() -> None:
     result = align_items(items, AlignConfig.from_params(params), n_jobs=int(params["n_jobs"]))
 
     out.mkdir(parents=True, exist_ok=True)
-    result.alignments.to_csv(out / "alignments.csv", index=False)
+    result.alignments.drop(columns="seconds").to_csv(out / "alignments.csv", index=False)
+    timing.parent.mkdir(parents=True, exist_ok=True)
+    result.alignments[["segment", "matcher", "status", "seconds"]].to_csv(timing, index=False)
     result.notes.to_csv(out / "notes.csv", index=False, float_format=FLOAT_FORMAT)
     result.segment_features.to_csv(out / "segment_features.csv", index=False)
     for message in result.messages:

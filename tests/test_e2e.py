@@ -82,6 +82,16 @@ def test_pipeline_end_to_end(tmp_path):
     params["train_sequence"]["n_jobs"] = 1
     params["train_sequence"]["model"]["d_model"] = 16
     params["train_sequence"]["train"]["max_epochs"] = 2
+    params["degrade"]["n_jobs"] = 1
+    params["degrade"]["sources"]["maestro"].update(max_performances=1, max_windows=1)
+    params["degrade"]["audio"]["max_items"] = 12
+    params["train_tiers"]["epochs"] = 30
+    params["tokenize"]["max_len"] = 64
+    params["pretrain_midi"]["model"] = {"d_model": 16, "n_heads": 2, "n_layers": 1, "d_ff": 32, "dropout": 0.1}
+    params["pretrain_midi"]["train"].update(steps=3, batch_size=2, seq_len=64, window_notes=40, warmup=1, checkpoint_every=2)
+    params["pretrain_midi"]["eval"]["max_sequences"] = 8
+    params["finetune_midi"]["n_jobs"] = 1
+    params["finetune_midi"]["train"]["max_epochs"] = 1
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     env = {**os.environ, "PIANOEVAL_DATA_MIRROR": str(tmp_path / "mirror"),
@@ -108,6 +118,20 @@ def test_pipeline_end_to_end(tmp_path):
     assert evaluation["mean"]["piece_cv"]["r2"] < 0.05
     pred = pd.read_csv(repo / "metrics" / "predictions" / "ridge" / "piece_test.csv")
     assert sorted(pred["fold"].unique()) == [0, 1, 2, 3]
+
+    # quality tiers: every clean segment x 5 MIDI families x 3 tiers, pairs, weak labels, scorer
+    degrade = json.loads((repo / "metrics" / "degrade.json").read_text())
+    n_clean = degrade["n_clean_segments"]["percepiano"] + degrade["n_clean_segments"]["maestro"]
+    assert degrade["n_failed"] == 0 and n_clean == n_segments + 1
+    assert degrade["n_samples_by_family_tier"]["timing/3"] == n_clean
+    assert degrade["n_pairs_by_family"]["accuracy"] == 6 * n_clean
+    assert len(list((repo / "data" / "degrade" / "midi").rglob("*.mid"))) == 16 * n_clean
+    weak = json.loads((repo / "metrics" / "weak_labels.json").read_text())
+    assert weak["n_samples"] == 16 * n_clean and len(weak["lf_analysis"]) >= 8
+    tiers = json.loads((repo / "metrics" / "tiers.json").read_text())
+    assert 0.0 <= tiers["pairwise_accuracy"] <= 1.0
+    assert set(tiers["midi"]["pairwise_accuracy_by_family"]) == {
+        "timing", "accuracy", "dynamics", "pedal", "articulation"}
 
     assert "Data and pipelines are up to date" in run(["dvc", "repro"], repo, env)
 

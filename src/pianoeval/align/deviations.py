@@ -107,7 +107,8 @@ def windowed_mean_by_index(idx: np.ndarray, values: np.ndarray, radius: int) -> 
 def group_mean(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Per element, the mean of ``values`` over elements in the same group (ints >= 0)."""
     groups = np.asarray(groups, np.int64)
-    return (np.bincount(groups, weights=values) / np.bincount(groups))[groups]
+    with np.errstate(invalid="ignore"):  # unused group numbers divide 0 by 0
+        return (np.bincount(groups, weights=values) / np.bincount(groups))[groups]
 
 
 def performance_grid(onsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,1 @@
+"""Controlled degradations (quality tiers) and quality-preserving augmentations of performances."""

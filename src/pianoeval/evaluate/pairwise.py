@@ -1,0 +1,26 @@
+"""Two models head to head on one protocol: each one's R^2 with its BCa CI (``score_protocol``,
+the evaluate stage's scoring, same seed, so the same numbers as ``metrics/eval.json``) and
+Williams' test per dimension of model A's r against model B's (``williams_vs_best_baseline``
+with B as the only baseline: labels, A and B are the three dependent variables)."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from pianoeval.data.dimensions import DIMENSIONS
+from pianoeval.evaluate.metrics import score_protocol
+from pianoeval.evaluate.report import stack_predictions, williams_vs_best_baseline
+
+
+def compare_pair(pred_a: pd.DataFrame, pred_b: pd.DataFrame, labels: pd.DataFrame, a: str, b: str,
+                 n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95,
+                 dims: Sequence[str] = DIMENSIONS) -> dict:
+    """``{a: {r2, r2_ci, pearson_r}, b: {...}, r2_difference, williams}`` for one protocol."""
+    stacked = {m: stack_predictions(p, labels, dims) for m, p in ((a, pred_a), (b, pred_b))}
+    scores = {m: score_protocol(s.y_true, s.y_pred, s.passages, n_resamples=n_resamples,
+                                seed=seed, confidence=confidence, dims=dims)
+              for m, s in stacked.items()}
+    williams = williams_vs_best_baseline(stacked, scores, [b], dims)[a]
+    out = {m: {k: scores[m][k] for k in ("r2", "r2_ci", "pearson_r", "pearson_r_ci")} for m in (a, b)}
+    return {**out, "r2_difference": round(scores[a]["r2"] - scores[b]["r2"], 6), "williams": williams}

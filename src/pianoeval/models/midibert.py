@@ -1,0 +1,109 @@
+"""A MidiBERT-style Transformer encoder over MidiTok tokens, its masked-token heads, and a
+pooling + 19-dim regression head for fine-tuning.
+
+Input ids are ``(B, L, F)``: F fields per token (CPWord: family, bar/position, pitch, velocity,
+duration; REMI: F = 1). A token's embedding is the sum of its fields' embeddings plus a learned
+position embedding,  e_t = sum_f E_f[x_tf] + P[t], fed to a pre-norm Transformer encoder
+(``torch.nn.TransformerEncoder``). Padding (``pad_id`` in field 0) is masked out of attention.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class MidiBertConfig:
+    vocab_sizes: list[int] = field(default_factory=lambda: [4, 68, 92, 35, 99])
+    d_model: int = 256
+    n_heads: int = 4
+    n_layers: int = 4
+    d_ff: int = 1024          # feed-forward width (4 x d_model, as in BERT)
+    dropout: float = 0.1
+    max_len: int = 512        # positions the encoder can take
+    pad_id: int = 0
+
+
+class MidiBert(nn.Module):
+    """Encoder: ids (B, L, F) -> hidden (B, L, d_model); ``mlm_logits`` adds one linear head
+    per field (hidden -> that field's vocabulary)."""
+
+    def __init__(self, cfg: MidiBertConfig):
+        super().__init__()
+        if cfg.d_model % cfg.n_heads:
+            raise ValueError(f"d_model {cfg.d_model} must divide by n_heads {cfg.n_heads}")
+        self.cfg = cfg
+        self.embed = nn.ModuleList(nn.Embedding(v, cfg.d_model) for v in cfg.vocab_sizes)
+        self.pos = nn.Embedding(cfg.max_len, cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+        layer = nn.TransformerEncoderLayer(cfg.d_model, cfg.n_heads, cfg.d_ff, cfg.dropout,
+                                           activation="gelu", batch_first=True, norm_first=True)
+        # nested tensors would make the output depend on the padding pattern's fast path
+        self.encoder = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(cfg.d_model)
+        self.heads = nn.ModuleList(nn.Linear(cfg.d_model, v) for v in cfg.vocab_sizes)
+        self.apply(_init)
+
+    def forward(self, ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Hidden states (B, L, d_model); ``valid`` (B, L) is False at padding."""
+        B, L, F = ids.shape
+        if F != len(self.embed):
+            raise ValueError(f"ids have {F} fields, the model {len(self.embed)}")
+        if L > self.cfg.max_len:
+            raise ValueError(f"sequence of {L} tokens > max_len {self.cfg.max_len}")
+        x = sum(emb(ids[..., f]) for f, emb in enumerate(self.embed))
+        x = self.drop(x + self.pos(torch.arange(L, device=ids.device)))
+        return self.norm(self.encoder(x, src_key_padding_mask=~valid))
+
+    def mlm_logits(self, hidden: torch.Tensor) -> list[torch.Tensor]:
+        """Per field (B, L, vocab_f)."""
+        return [head(hidden) for head in self.heads]
+
+
+def _init(module: nn.Module) -> None:
+    # BERT's init: N(0, 0.02) weights, zero biases
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+class AttentionPool(nn.Module):
+    """Weighted mean of the hidden states: a_t = softmax_t(w . h_t) over valid tokens,
+    pooled = sum_t a_t h_t."""
+
+    def __init__(self, d_model: int):
+        super().__init__()
+        self.score = nn.Linear(d_model, 1)
+
+    def forward(self, h: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        s = self.score(h).squeeze(-1).masked_fill(~valid, float("-inf"))
+        return torch.einsum("bl,bld->bd", torch.softmax(s, dim=1), h)
+
+
+class MidiBertRegressor(nn.Module):
+    """Encoder -> attention pooling -> dropout -> linear ``n_outputs`` (the 19 dimensions)."""
+
+    def __init__(self, cfg: MidiBertConfig, n_outputs: int = 19, head_dropout: float = 0.1):
+        super().__init__()
+        self.cfg = cfg
+        self.bert = MidiBert(cfg)
+        self.pool = AttentionPool(cfg.d_model)
+        self.drop = nn.Dropout(head_dropout)
+        self.out = nn.Linear(cfg.d_model, n_outputs)
+
+    def forward(self, ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        return self.out(self.drop(self.pool(self.bert(ids, valid), valid)))
+
+    def load_encoder(self, state: dict) -> None:
+        """Load pre-trained encoder weights (the MLM heads are dropped: not used here)."""
+        state = {k: v for k, v in state.items() if not k.startswith("heads.")}
+        missing, unexpected = self.bert.load_state_dict(state, strict=False)
+        if unexpected or [m for m in missing if not m.startswith("heads.")]:
+            raise KeyError(f"pre-trained weights do not fit: missing {missing}, unexpected {unexpected}")
+
+
+def n_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

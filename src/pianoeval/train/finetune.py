@@ -1,0 +1,242 @@
+"""Fine-tuning the MIDI encoder on the PercePiano labels, one model per fold of every split.
+
+The same recipe as the sequence models (``pianoeval.train.loop``): targets standardised per
+dimension on the training rows (MSE = 1 - mean R^2 on the training scale), AdamW with gradient
+clipping, batches of similar length, early stopping and the choice of epoch on the validation
+fold only (the test rows are never passed in), predictions mapped back to 0..1 and clipped to
+the training labels' range. Specific to the Transformer: two learning rates (encoder, head), a
+linear warm-up over ``warmup_frac`` of the steps then linear decay to 0,
+  lr(s) = lr_max * min(s / w, (S - s) / (S - w)),  w = warmup_frac * S,  S = total steps,
+segments longer than the encoder's ``max_len`` tokens are cut to their first ``max_len``, and
+(CPU budget) each training step may see a random window of ``train_crop`` tokens of a longer
+segment, a crop of the passage with the passage's labels; validation and test predictions
+always read the whole (max_len) sequence.
+``pretrained`` = encoder weights from pretrain_midi; otherwise the same architecture from its
+random initialisation (the ablation).
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import multiprocessing as mp
+import time
+from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pianoeval.data.dimensions import DIMENSIONS
+from pianoeval.data.splits import SPLIT_COLUMNS, fold_masks
+from pianoeval.models.midibert import MidiBertConfig, MidiBertRegressor
+from pianoeval.models.protocols import cross_fit_protocols
+from pianoeval.train.loop import _mean_r2, length_batches, set_determinism
+from pianoeval.train.pretrain import pad_batch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FinetuneConfig:
+    batch_size: int = 16
+    lr: float = 3e-4
+    head_lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_frac: float = 0.1
+    max_epochs: int = 4
+    patience: int = 2
+    grad_clip: float = 1.0
+    head_dropout: float = 0.1
+    train_crop: int | None = None  # training sequences: a random window of this many tokens
+    seed: int = 0
+    num_threads: int = 1
+    device: str = "cpu"
+
+
+@dataclass
+class TokenData:
+    """Token ids of labelled segments, ``seqs[i]`` (n_i, F), already cut to the encoder length."""
+
+    segments: np.ndarray
+    seqs: list[np.ndarray]
+
+    def select(self, segments) -> "TokenData":
+        pos = {s: i for i, s in enumerate(self.segments)}
+        missing = [s for s in segments if s not in pos]
+        if missing:
+            raise KeyError(f"{len(missing)} segments have no tokens, e.g. {missing[:3]}")
+        return TokenData(np.asarray(segments), [self.seqs[pos[s]] for s in segments])
+
+    def lengths(self, idx) -> np.ndarray:
+        return np.array([len(self.seqs[i]) for i in idx])
+
+
+def load_token_data(path, max_len: int) -> TokenData:
+    """``percepiano.npz`` of the tokenize stage -> TokenData (segments cut to ``max_len``)."""
+    z = np.load(path)
+    off = z["offsets"]
+    return TokenData(z["segments"], [z["ids"][off[i]:min(off[i + 1], off[i] + max_len)]
+                                     for i in range(len(off) - 1)])
+
+
+@dataclass
+class BertFoldModel:
+    model: MidiBertRegressor
+    y_mean: np.ndarray
+    y_std: np.ndarray
+    y_low: np.ndarray
+    y_high: np.ndarray
+    best_epoch: int
+    history: list[dict] = field(default_factory=list)
+    train_index: np.ndarray | None = None
+    val_index: np.ndarray | None = None
+    seconds: float = 0.0
+
+    def checkpoint(self) -> dict:
+        return {"state_dict": self.model.state_dict(), "model_config": asdict(self.model.cfg),
+                "y_mean": self.y_mean.tolist(), "y_std": self.y_std.tolist(),
+                "y_low": self.y_low.tolist(), "y_high": self.y_high.tolist(),
+                "best_epoch": self.best_epoch, "history": self.history}
+
+
+def _crop(seq: np.ndarray, length: int | None, rng: np.random.Generator) -> np.ndarray:
+    """A random window of ``length`` tokens (the whole sequence when shorter or no length)."""
+    if not length or len(seq) <= length:
+        return seq
+    start = int(rng.integers(0, len(seq) - length + 1))
+    return seq[start:start + length]
+
+
+def _lr_factor(step: int, total: int, warmup_frac: float) -> float:
+    w = max(1, int(warmup_frac * total))
+    return min((step + 1) / w, max(0.0, (total - step) / max(1, total - w)))
+
+
+@torch.no_grad()
+def _predict_std(model, data: TokenData, idx: np.ndarray, pad_id: int, batch_size: int,
+                 device: str) -> np.ndarray:
+    model.eval()
+    out = np.zeros((len(idx), model.out.out_features), np.float32)
+    for part in length_batches(data.lengths(idx), batch_size, None):
+        ids, valid = pad_batch([data.seqs[i] for i in idx[part]], pad_id)
+        out[part] = model(ids.to(device), valid.to(device)).cpu().numpy()
+    return out
+
+
+def fit_fold_bert(data: TokenData, Y: np.ndarray, train_idx, val_idx, model_cfg: MidiBertConfig,
+                  cfg: FinetuneConfig, encoder_state: dict | None = None) -> BertFoldModel:
+    """Fine-tune on rows ``train_idx``; choose the epoch on rows ``val_idx``. ``encoder_state``
+    None trains from scratch."""
+    train_idx, val_idx = np.asarray(train_idx), np.asarray(val_idx)
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise ValueError(f"need training and validation rows, got {len(train_idx)} and {len(val_idx)}")
+    if np.intersect1d(train_idx, val_idx).size:
+        raise ValueError("training and validation rows overlap")
+    start = time.perf_counter()
+    set_determinism(cfg.seed, cfg.num_threads, cfg.device)
+    rng = np.random.default_rng(cfg.seed)
+    y_train = Y[train_idx]
+    y_mean, y_std = y_train.mean(0), y_train.std(0)
+    y_std = np.where(y_std > 1e-8, y_std, 1.0)
+    z_train = torch.tensor((y_train - y_mean) / y_std, dtype=torch.float32)
+    z_val = (Y[val_idx] - y_mean) / y_std
+
+    model = MidiBertRegressor(model_cfg, Y.shape[1], cfg.head_dropout)
+    if encoder_state is not None:
+        model.load_encoder(encoder_state)
+    model.to(cfg.device)
+    head = [p for n, p in model.named_parameters() if not n.startswith("bert.")]
+    opt = torch.optim.AdamW([{"params": model.bert.parameters(), "lr": cfg.lr},
+                             {"params": head, "lr": cfg.head_lr}], weight_decay=cfg.weight_decay)
+    base = [g["lr"] for g in opt.param_groups]
+    lengths = data.lengths(train_idx)
+    total = cfg.max_epochs * math.ceil(len(train_idx) / cfg.batch_size)
+
+    best, best_epoch, best_state, history, step = math.inf, -1, None, [], 0
+    for epoch in range(cfg.max_epochs):
+        model.train()
+        loss_sum, count = 0.0, 0
+        for part in length_batches(lengths, cfg.batch_size, rng):
+            for g, lr in zip(opt.param_groups, base):
+                g["lr"] = lr * _lr_factor(step, total, cfg.warmup_frac)
+            seqs = [_crop(data.seqs[i], cfg.train_crop, rng) for i in train_idx[part]]
+            ids, valid = pad_batch(seqs, model_cfg.pad_id)
+            pred = model(ids.to(cfg.device), valid.to(cfg.device))
+            loss = torch.mean((pred - z_train[part].to(cfg.device)) ** 2)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            loss_sum += loss.item() * len(part)
+            count += len(part)
+            step += 1
+        val = _predict_std(model, data, val_idx, model_cfg.pad_id, 4 * cfg.batch_size, cfg.device)
+        val_loss = float(np.mean((val - z_val) ** 2))
+        history.append({"epoch": epoch, "train_loss": loss_sum / count, "val_loss": val_loss,
+                        "val_r2": _mean_r2(Y[val_idx], val * y_std + y_mean)})
+        if val_loss < best:
+            best, best_epoch, best_state = val_loss, epoch, copy.deepcopy(model.state_dict())
+        elif epoch - best_epoch >= cfg.patience:
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    return BertFoldModel(model, y_mean, y_std, y_train.min(0), y_train.max(0), best_epoch,
+                         history, train_idx, val_idx, time.perf_counter() - start)
+
+
+def predict_bert(fm: BertFoldModel, data: TokenData, idx, batch_size: int = 64,
+                 device: str = "cpu") -> np.ndarray:
+    """(len(idx), 19) predictions on the 0..1 label scale, clipped to the training range."""
+    idx = np.asarray(idx)
+    z = _predict_std(fm.model, data, idx, fm.model.cfg.pad_id, batch_size, device)
+    return np.clip(z * fm.y_std + fm.y_mean, fm.y_low, fm.y_high)
+
+
+def cross_fit_midibert(tokens: TokenData, labels: pd.DataFrame, splits: pd.DataFrame,
+                       model_cfg: MidiBertConfig, cfg: FinetuneConfig,
+                       encoder_state: dict | None, split_names: Iterable[str],
+                       n_folds: int = 4, n_jobs: int = 1
+                       ) -> tuple[dict[str, pd.DataFrame], dict[str, BertFoldModel]]:
+    """Fold models of every split (fold k: trained on what is neither fold k nor test,
+    early-stopped on fold k) and their predictions per protocol (``cross_fit_protocols``)."""
+    segments = sorted(set(labels["segment"]) & set(splits["segment"]) & set(tokens.segments))
+    if not segments:
+        raise ValueError("no segment has labels, a split and tokens")
+    data = tokens.select(segments)
+    Y = labels.set_index("segment").loc[segments, list(DIMENSIONS)].to_numpy(float)
+    split_rows = splits.set_index("segment").loc[segments].reset_index()
+    split_names = list(split_names)
+    jobs = [(split, k, np.flatnonzero(train), np.flatnonzero(held))
+            for split in split_names
+            for k, train, held, _ in fold_masks(split_rows[SPLIT_COLUMNS[split]], n_folds)]
+    fitted = {}
+
+    def done(split, k, fm):
+        best = fm.history[fm.best_epoch]
+        log.info("%s fold %d: best epoch %d of %d, val loss %.4f, val R2 %.3f, %.0f s", split, k,
+                 fm.best_epoch, len(fm.history), best["val_loss"], best["val_r2"], fm.seconds)
+        fitted[(split, k)] = fm
+
+    args = [(data, Y, tr, va, model_cfg, cfg, encoder_state) for _, _, tr, va in jobs]
+    if n_jobs <= 1:
+        for (split, k, _, _), a in zip(jobs, args):
+            done(split, k, fit_fold_bert(*a))
+    else:
+        with ProcessPoolExecutor(n_jobs, mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(fit_fold_bert, *a): (s, k) for (s, k, _, _), a in zip(jobs, args)}
+            for future in as_completed(futures):
+                done(*futures[future], future.result())
+
+    def fit(split, k, train, held_out):
+        fm = fitted[(split, k)]
+        assert np.array_equal(fm.train_index, np.flatnonzero(train))
+        assert np.array_equal(fm.val_index, np.flatnonzero(held_out))
+        return fm
+
+    def pred(fm, mask):
+        return predict_bert(fm, data, np.flatnonzero(mask), 4 * cfg.batch_size, cfg.device)
+
+    return cross_fit_protocols(np.asarray(segments), split_rows, fit, pred, n_folds, split_names)

@@ -1,0 +1,309 @@
+"""Masked-token pre-training of the MIDI encoder: masking, on-the-fly augmented batches, the
+learning-rate schedule and a resumable, seeded training loop.
+
+* Masking (BERT): each valid token is selected with probability ``rate`` (15%); a selected
+  token is replaced by MASK with probability 0.8, by a random token with 0.1, and left as it is
+  with 0.1. A compound (CPWord) token is masked whole: every field at once, so the model cannot
+  copy the pitch from the same token's other fields. The loss is the cross-entropy on selected
+  tokens only, averaged over fields: L = (1/F) sum_f CE_f.
+* Batches are drawn from the corpus notes, not from fixed token chunks: a window of
+  ``window_notes`` consecutive notes of a random training file (files weighted by note count),
+  augmented with ``pianoeval.degrade.preserving.augment`` (transpose, tempo, velocity and timing
+  jitter), tokenised, cut to ``seq_len`` tokens. Batch ``step`` uses the generator seeded by
+  (seed, step), so a resumed run sees exactly the batches the killed one would have.
+* Learning rate: linear warm-up then cosine decay,
+  lr(s) = lr_max * s / warmup                                      for s < warmup,
+  lr(s) = lr_min + (lr_max - lr_min) * (1 + cos(pi * p)) / 2,  p = (s - warmup) / (steps - warmup).
+* A checkpoint (model, optimiser, step, torch RNG state, a fingerprint of the configuration)
+  is written every ``checkpoint_every`` steps; a run finding one with the same fingerprint
+  continues from it, and the JSON-lines log is cut back to that step.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from pianoeval.data.midi import CONTROL_DTYPE, Performance
+from pianoeval.degrade.preserving import PreservingConfig, augment
+from pianoeval.models.midibert import MidiBert, MidiBertConfig
+from pianoeval.tokens.tokenizer import encode
+
+IGNORE = -100  # target of unselected tokens (F.cross_entropy's ignore_index)
+
+
+@dataclass
+class PretrainConfig:
+    steps: int = 1000
+    batch_size: int = 8
+    seq_len: int = 512            # tokens per training sequence
+    window_notes: int = 360       # notes drawn per sequence before tokenising
+    mask_rate: float = 0.15
+    lr: float = 5e-4              # peak learning rate
+    min_lr: float = 5e-5          # end of the cosine
+    warmup: int = 100             # warm-up steps
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    checkpoint_every: int = 100
+    augment: bool = True
+    tempo_bpm: float = 120.0      # reference grid of the tokenizer
+    seed: int = 0
+    num_threads: int = 1
+    device: str = "cpu"
+
+
+def mask_tokens(ids: torch.Tensor, valid: torch.Tensor, rate: float, mask_id: int,
+                vocab_sizes: list[int], n_special: int, gen: torch.Generator
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """BERT masking of ``ids`` (B, L, F). Returns (inputs, targets, selected): targets are the
+    original ids where selected and IGNORE elsewhere; random replacements are drawn from the
+    non-special ids (>= n_special) of each field."""
+    selected = (torch.rand(valid.shape, generator=gen) < rate) & valid
+    kind = torch.rand(valid.shape, generator=gen)
+    to_mask = selected & (kind < 0.8)
+    to_random = selected & (kind >= 0.8) & (kind < 0.9)
+    inputs = ids.clone()
+    inputs[to_mask] = mask_id
+    for f, v in enumerate(vocab_sizes):
+        rand = torch.randint(n_special, v, valid.shape, generator=gen)
+        inputs[..., f] = torch.where(to_random, rand, inputs[..., f])
+    targets = torch.where(selected.unsqueeze(-1), ids, torch.full_like(ids, IGNORE))
+    return inputs, targets, selected
+
+
+def mlm_loss(logits: list[torch.Tensor], targets: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(mean over fields of the masked-token cross-entropy, correct predictions per field,
+    number of masked tokens)."""
+    losses, correct = [], []
+    n = (targets[..., 0] != IGNORE).sum()
+    for f, lg in enumerate(logits):
+        t = targets[..., f]
+        losses.append(F.cross_entropy(lg.reshape(-1, lg.shape[-1]), t.reshape(-1),
+                                      ignore_index=IGNORE, reduction="sum") / n.clamp(min=1))
+        correct.append(((lg.argmax(-1) == t) & (t != IGNORE)).sum())
+    return torch.stack(losses).mean(), torch.stack(correct), n
+
+
+def lr_at(step: int, cfg: PretrainConfig) -> float:
+    """Warm-up + cosine schedule (formula in the module docstring)."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    p = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1 + math.cos(math.pi * p))
+
+
+def pad_batch(seqs: list[np.ndarray], pad_id: int, length: int | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad (n_i, F) id arrays to (B, L, F) with ``pad_id``; valid mask (B, L)."""
+    L = length or max(len(s) for s in seqs)
+    F_ = seqs[0].shape[1]
+    ids = torch.full((len(seqs), L, F_), pad_id, dtype=torch.long)
+    valid = torch.zeros(len(seqs), L, dtype=torch.bool)
+    for i, s in enumerate(seqs):
+        n = min(len(s), L)
+        ids[i, :n] = torch.from_numpy(np.asarray(s[:n], dtype=np.int64))
+        valid[i, :n] = True
+    return ids, valid
+
+
+class CorpusSampler:
+    """Training batches from the corpus notes (``data/tokens/corpus.npz``): ``notes`` is every
+    file's notes concatenated, ``offsets`` (n_files + 1) the file boundaries, ``files`` the rows
+    to draw from."""
+
+    def __init__(self, notes: np.ndarray, offsets: np.ndarray, files: np.ndarray, tokenizer,
+                 cfg: PretrainConfig, pad_id: int,
+                 preserving: PreservingConfig = PreservingConfig()):
+        self.notes, self.offsets, self.files = notes, np.asarray(offsets), np.asarray(files)
+        if len(self.files) == 0:
+            raise ValueError("no training files to sample from")
+        sizes = np.diff(self.offsets)[self.files].astype(float)
+        self.weights = sizes / sizes.sum()
+        self.tokenizer, self.cfg, self.pad_id, self.preserving = tokenizer, cfg, pad_id, preserving
+
+    def window(self, rng: np.random.Generator) -> Performance:
+        """``window_notes`` consecutive notes of a random file, times shifted to start at 0."""
+        f = self.files[rng.choice(len(self.files), p=self.weights)]
+        a, b = self.offsets[f], self.offsets[f + 1]
+        start = a + int(rng.integers(0, max(1, b - a - self.cfg.window_notes) + 1))
+        notes = self.notes[start:min(b, start + self.cfg.window_notes)].copy()
+        notes["onset_sec"] -= notes["onset_sec"].min()
+        return Performance(notes, np.empty(0, CONTROL_DTYPE))
+
+    def sequence(self, rng: np.random.Generator) -> np.ndarray:
+        perf = self.window(rng)
+        if self.cfg.augment:
+            perf, _ = augment(perf, rng, self.preserving)
+            notes = perf.notes.copy()
+            notes["onset_sec"] -= notes["onset_sec"].min() if len(notes) else 0.0
+            perf = Performance(notes, perf.controls)
+        return encode(self.tokenizer, perf, self.cfg.tempo_bpm)[:self.cfg.seq_len]
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch number ``step`` (the same whatever ran before it)."""
+        rng = np.random.default_rng([self.cfg.seed, step])
+        seqs = [self.sequence(rng) for _ in range(self.cfg.batch_size)]
+        return pad_batch(seqs, self.pad_id)
+
+
+def fingerprint(*parts) -> str:
+    """Short hash of JSON-serialisable parts: a checkpoint from another configuration is not
+    resumed."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _read_log(path: Path, upto: int) -> list[dict]:
+    if not path.is_file():
+        return []
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in records if r["step"] < upto]
+
+
+def pretrain(model_cfg: MidiBertConfig, cfg: PretrainConfig, sampler: CorpusSampler,
+             mask_id: int, n_special: int, ckpt_dir: Path, log_path: Path,
+             tag: str = "", on_step: Callable[[dict], None] | None = None
+             ) -> tuple[MidiBert, list[dict], dict]:
+    """Train (or continue training) to ``cfg.steps``; returns (model, log records, info).
+
+    ``info``: steps run in this call, resumed_from (a step or None), seconds, tokens seen in
+    this call. ``on_step`` is called after every logged step (tests use it to simulate a kill).
+    """
+    ckpt_dir, log_path = Path(ckpt_dir), Path(log_path)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.num_threads)
+    torch.use_deterministic_algorithms(True, warn_only=cfg.device.startswith("cuda"))
+    model = MidiBert(model_cfg).to(cfg.device)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]  # biases, norms
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    tag = tag or fingerprint(asdict(model_cfg), asdict(cfg))
+    last = ckpt_dir / "last.pt"
+    step, resumed = 0, None
+    if last.is_file():
+        state = torch.load(last, weights_only=False)
+        if state.get("fingerprint") == tag:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["torch_rng"])
+            step = resumed = state["step"]
+        else:
+            last.unlink()  # another configuration: start over
+    records = _read_log(log_path, step)
+    with open(log_path, "w") as f:  # the log holds exactly the steps before the checkpoint
+        f.writelines(json.dumps(r) + "\n" for r in records)
+
+    start, tokens, first = time.perf_counter(), 0, step
+    gen = torch.Generator()
+    with open(log_path, "a") as log, tqdm(total=cfg.steps, initial=step, desc="pretrain",
+                                          mininterval=10) as bar:
+        while step < cfg.steps:
+            model.train()
+            ids, valid = sampler.batch(step)
+            gen.manual_seed(cfg.seed * 1_000_003 + step)
+            inputs, targets, _ = mask_tokens(ids, valid, cfg.mask_rate, mask_id,
+                                             model_cfg.vocab_sizes, n_special, gen)
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, cfg)
+            logits = model.mlm_logits(model(inputs.to(cfg.device), valid.to(cfg.device)))
+            loss, correct, n = mlm_loss(logits, targets.to(cfg.device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            tokens += int(valid.sum())
+            record = {"step": step, "loss": round(loss.item(), 6),
+                      "masked_acc": round(float(correct.sum()) / max(1, int(n)) / len(logits), 6),
+                      "lr": float(f"{lr_at(step, cfg):.6g}")}
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            step += 1
+            bar.update(1)
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                _save(last, model, opt, step, tag)
+            if on_step:
+                on_step(record)
+    model.eval()
+    info = {"steps_run": step - first, "resumed_from": resumed,
+            "seconds": time.perf_counter() - start, "tokens": tokens}
+    return model, _read_log(log_path, cfg.steps + 1), info
+
+
+def _save(path: Path, model, opt, step: int, tag: str) -> None:
+    # write then rename: a kill during the save leaves the previous checkpoint intact
+    tmp = path.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                "torch_rng": torch.get_rng_state(), "fingerprint": tag}, tmp)
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def evaluate_mlm(model: MidiBert, sequences: list[np.ndarray], pad_id: int, mask_id: int,
+                 n_special: int, rate: float = 0.15, seed: int = 0, batch_size: int = 16
+                 ) -> dict:
+    """Held-out masked-token accuracy (per field and mean over fields) and perplexity
+    exp(mean over fields of the masked-token cross-entropy), with a fixed masking draw."""
+    model.eval()
+    device = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    F_ = len(model.cfg.vocab_sizes)
+    ce_sum, correct, count = torch.zeros(F_), torch.zeros(F_), 0
+    order = np.argsort([len(s) for s in sequences], kind="stable")
+    for i in range(0, len(order), batch_size):
+        ids, valid = pad_batch([sequences[j] for j in order[i:i + batch_size]], pad_id)
+        inputs, targets, selected = mask_tokens(ids, valid, rate, mask_id, model.cfg.vocab_sizes,
+                                                n_special, gen)
+        logits = model.mlm_logits(model(inputs.to(device), valid.to(device)))
+        for f, lg in enumerate(logits):
+            t = targets[..., f].to(device)
+            ce_sum[f] += F.cross_entropy(lg.reshape(-1, lg.shape[-1]), t.reshape(-1),
+                                         ignore_index=IGNORE, reduction="sum").cpu()
+            correct[f] += ((lg.argmax(-1) == t) & (t != IGNORE)).sum().cpu()
+        count += int(selected.sum())
+    if count == 0:
+        raise ValueError("no held-out tokens were masked")
+    ce = ce_sum / count
+    return {"masked_tokens": count, "accuracy": round(float((correct / count).mean()), 6),
+            "accuracy_per_field": [round(float(a), 6) for a in correct / count],
+            "perplexity": round(float(torch.exp(ce.mean())), 6),
+            "cross_entropy_per_field": [round(float(c), 6) for c in ce]}
+
+
+def resolve_profile(section: dict, stage: str) -> dict:
+    """The params section with ``profiles[profile]`` merged over it (nested dicts merged key by
+    key); no profile: unchanged."""
+    profile = section.get("profile")
+    if not profile:
+        return section
+    profiles = section.get("profiles") or {}
+    if profile not in profiles:
+        raise KeyError(f"{stage}.profile {profile!r} not in profiles {sorted(profiles)}")
+
+    def merge(base: dict, over: dict) -> dict:
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        return out
+    return merge(section, profiles[profile])
+
+
+def load_sequences(path: str | Path, heldout: bool | None = None) -> list[np.ndarray]:
+    """Token sequences from ``sequences.npz`` (all, or only held-out / only training ones)."""
+    z = np.load(path)
+    ids, off, flag = z["ids"], z["offsets"], z["heldout"]
+    return [ids[off[i]:off[i + 1]] for i in range(len(off) - 1)
+            if heldout is None or bool(flag[i]) == heldout]

@@ -1,0 +1,1 @@
+"""Weak supervision: labelling functions and a Snorkel label model over degraded samples."""

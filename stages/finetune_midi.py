@@ -1,0 +1,88 @@
+"""DVC stage `finetune_midi`: the MIDI encoder fine-tuned on PercePiano, pre-trained and from
+scratch, one model per fold of every split.
+
+For every variant in ``finetune_midi.models`` (default ``midibert_pretrained``: encoder weights
+from ``models/pretrain/encoder.pt``; ``midibert_scratch``: the same architecture, random init):
+out-of-fold and test-set predictions in ``metrics/predictions/<model>/<protocol>.csv``, fold
+checkpoints in ``models/finetune/<model>/<split>_<k>.pt``, per-epoch losses in
+``metrics/finetune_midi/<model>.jsonl`` and a summary in ``metrics/finetune_midi/<model>.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from pianoeval.models.midibert import MidiBertConfig
+from pianoeval.params import load_params
+from pianoeval.train.finetune import FinetuneConfig, cross_fit_midibert, load_token_data
+from pianoeval.train.pretrain import resolve_profile
+
+log = logging.getLogger("finetune_midi")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="*", help="variants to train (default: all in params)")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--tokens", default="data/tokens/percepiano.npz")
+    parser.add_argument("--encoder", default="models/pretrain/encoder.pt")
+    parser.add_argument("--labels", default="data/labels.csv")
+    parser.add_argument("--splits", default="data/splits.csv")
+    parser.add_argument("--predictions", default="metrics/predictions")
+    parser.add_argument("--checkpoints", default="models/finetune")
+    parser.add_argument("--logs", default="metrics/finetune_midi")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    p = resolve_profile(load_params("finetune_midi", args.params), "finetune_midi")
+    n_folds = load_params("splits", args.params)["n_folds"]
+    encoder = torch.load(args.encoder, weights_only=False)
+    model_cfg = MidiBertConfig(**encoder["model_config"])  # the architecture is the pre-trained one
+    cfg = FinetuneConfig(**p["train"], seed=p["seed"], num_threads=p["num_threads"],
+                         device=p["device"])
+    tokens = load_token_data(args.tokens, model_cfg.max_len)
+    labels = pd.read_csv(args.labels)
+    splits = pd.read_csv(args.splits, dtype=str)
+
+    for name in args.models or list(p["models"]):
+        if name not in p["models"]:
+            raise KeyError(f"no variant {name!r} in finetune_midi.models (have: {sorted(p['models'])})")
+        pretrained = bool(p["models"][name]["pretrained"])
+        start = time.perf_counter()
+        predictions, models = cross_fit_midibert(
+            tokens, labels, splits, model_cfg, cfg,
+            encoder["state_dict"] if pretrained else None, p["splits"], n_folds, p["n_jobs"])
+        log.info("%s: %d fold models in %.0f s", name, len(models), time.perf_counter() - start)
+
+        out = Path(args.predictions) / name
+        out.mkdir(parents=True, exist_ok=True)
+        for protocol, frame in predictions.items():
+            frame.to_csv(out / f"{protocol}.csv", index=False, float_format="%.6f")
+        ckpt = Path(args.checkpoints) / name
+        shutil.rmtree(ckpt, ignore_errors=True)
+        ckpt.mkdir(parents=True)
+        logs = Path(args.logs)
+        logs.mkdir(parents=True, exist_ok=True)
+        summary = {"pretrained": pretrained, "folds": {}}
+        with open(logs / f"{name}.jsonl", "w") as f:
+            for fold, fm in models.items():
+                torch.save(fm.checkpoint(), ckpt / f"{fold}.pt")
+                for record in fm.history:
+                    f.write(json.dumps({"fold": fold, **_rounded(record)}) + "\n")
+                summary["folds"][fold] = {"best_epoch": fm.best_epoch, "epochs": len(fm.history),
+                                          **_rounded(fm.history[fm.best_epoch], skip="epoch")}
+        (logs / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def _rounded(record: dict, skip: str | None = None) -> dict:
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in record.items() if k != skip}
+
+
+if __name__ == "__main__":
+    main()

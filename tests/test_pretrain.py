@@ -1,0 +1,203 @@
+"""Pre-training and fine-tuning of the MIDI encoder: masking, schedule, kill and resume, shapes."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pianoeval.data.dimensions import DIMENSIONS
+from pianoeval.data.midi import NOTE_DTYPE
+from pianoeval.models.midibert import MidiBert, MidiBertConfig, MidiBertRegressor
+from pianoeval.tokens.tokenizer import make_tokenizer, vocab_sizes
+from pianoeval.train.finetune import (FinetuneConfig, TokenData, cross_fit_midibert,
+                                      fit_fold_bert, predict_bert)
+from pianoeval.train.pretrain import (IGNORE, CorpusSampler, PretrainConfig, evaluate_mlm,
+                                      lr_at, mask_tokens, pretrain)
+
+VOCAB = [4, 68, 92, 35, 99]
+TOK_CFG = {"kind": "cpword", "tempo_bpm": 120.0, "beat_res": {"0-4": 16, "4-12": 4},
+           "num_velocities": 32}
+TINY = dict(d_model=16, n_heads=2, n_layers=1, d_ff=32, dropout=0.1, max_len=64)
+
+
+def test_masking_rate_and_80_10_10_on_a_large_batch():
+    gen = torch.Generator().manual_seed(0)
+    B, L = 256, 512
+    ids = torch.stack([torch.randint(2, v, (B, L)) for v in VOCAB], -1)
+    valid = torch.ones(B, L, dtype=torch.bool)
+    valid[:, 400:] = False  # padding is never selected
+    inputs, targets, sel = mask_tokens(ids, valid, 0.15, 1, VOCAB, 2, gen)
+    n_valid = int(valid.sum())
+    assert not sel[~valid].any()
+    assert abs(sel.sum().item() / n_valid - 0.15) < 0.003
+    masked = (inputs == 1).all(-1) & sel       # every field of a compound token masked together
+    assert not ((inputs == 1).any(-1) & ~(inputs == 1).all(-1)).any()
+    kept = (inputs == ids).all(-1) & sel
+    changed = sel & ~masked & ~kept
+    n = sel.sum().item()
+    assert abs(masked.sum().item() / n - 0.8) < 0.01
+    assert abs(kept.sum().item() / n - 0.1) < 0.01   # (a random draw equal in every field: ~never)
+    assert abs(changed.sum().item() / n - 0.1) < 0.01
+    assert (inputs[changed] >= 2).all()             # random tokens are never PAD or MASK
+    assert (targets[sel] == ids[sel]).all() and (targets[~sel] == IGNORE).all()
+    assert (inputs[~sel] == ids[~sel]).all()
+
+
+def test_lr_warms_up_then_decays_to_min():
+    cfg = PretrainConfig(steps=1000, warmup=100, lr=1e-3, min_lr=1e-4)
+    assert lr_at(0, cfg) == pytest.approx(1e-5)
+    assert lr_at(99, cfg) == pytest.approx(1e-3)
+    assert lr_at(550, cfg) == pytest.approx(5.5e-4)
+    assert lr_at(1000, cfg) == pytest.approx(1e-4)
+    lrs = [lr_at(s, cfg) for s in range(100, 1000)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
+def _corpus(n_files=4, n_notes=300, seed=0):
+    rng = np.random.default_rng(seed)
+    parts = []
+    for _ in range(n_files):
+        n = np.zeros(n_notes, NOTE_DTYPE)
+        n["onset_sec"] = np.cumsum(rng.uniform(0.05, 0.4, n_notes))
+        n["duration_sec"] = rng.uniform(0.1, 1.0, n_notes)
+        n["pitch"] = rng.integers(40, 90, n_notes)
+        n["velocity"] = rng.integers(30, 110, n_notes)
+        parts.append(n)
+    return np.concatenate(parts), np.arange(n_files + 1) * n_notes
+
+
+def _setup(steps=12, every=4):
+    tok = make_tokenizer(TOK_CFG)
+    notes, offsets = _corpus()
+    cfg = PretrainConfig(steps=steps, batch_size=2, seq_len=48, window_notes=30, warmup=3,
+                         checkpoint_every=every, lr=3e-3)
+    sampler = CorpusSampler(notes, offsets, np.arange(4), tok, cfg, pad_id=0)
+    return MidiBertConfig(vocab_sizes=vocab_sizes(tok), **TINY), cfg, sampler
+
+
+def test_sampler_batches_depend_only_on_seed_and_step():
+    _, cfg, sampler = _setup()
+    a, va = sampler.batch(5)
+    b, vb = sampler.batch(5)
+    c, _ = sampler.batch(6)
+    assert torch.equal(a, b) and torch.equal(va, vb) and not torch.equal(a, c)
+    assert a.shape[1] <= cfg.seq_len and a.shape[2] == 5
+
+
+class Killed(Exception):
+    pass
+
+
+def test_kill_and_resume_continues_the_same_run(tmp_path):
+    model_cfg, cfg, sampler = _setup(steps=12, every=4)
+    ref, ref_log, _ = pretrain(model_cfg, cfg, sampler, 1, 2, tmp_path / "a", tmp_path / "a.jsonl")
+
+    def kill_after_step_6(record):
+        if record["step"] == 6:
+            raise Killed
+    with pytest.raises(Killed):
+        pretrain(model_cfg, cfg, sampler, 1, 2, tmp_path / "b", tmp_path / "b.jsonl",
+                 on_step=kill_after_step_6)
+    # the killed run logged steps 0..6; the last checkpoint is after step 3 (4 steps done)
+    assert len((tmp_path / "b.jsonl").read_text().splitlines()) == 7
+    model, log, info = pretrain(model_cfg, cfg, sampler, 1, 2, tmp_path / "b", tmp_path / "b.jsonl")
+    assert info["resumed_from"] == 4 and info["steps_run"] == 8
+    assert [r["step"] for r in log] == list(range(12))      # no step twice, none missing
+    assert log == ref_log                                   # the loss curve continues exactly
+    for (k, v), (_, w) in zip(ref.state_dict().items(), model.state_dict().items()):
+        assert torch.equal(v, w), k
+    # finished: a rerun does nothing and keeps the log
+    _, again, info = pretrain(model_cfg, cfg, sampler, 1, 2, tmp_path / "b", tmp_path / "b.jsonl")
+    assert info["steps_run"] == 0 and again == ref_log
+
+
+def test_another_configuration_does_not_resume(tmp_path):
+    model_cfg, cfg, sampler = _setup(steps=4, every=2)
+    pretrain(model_cfg, cfg, sampler, 1, 2, tmp_path / "c", tmp_path / "c.jsonl")
+    cfg.lr = 1e-3
+    _, log, info = pretrain(model_cfg, cfg, sampler, 1, 2, tmp_path / "c", tmp_path / "c.jsonl")
+    assert info["resumed_from"] is None and len(log) == 4
+
+
+def test_pretraining_lowers_the_loss_and_heldout_scores_are_sane(tmp_path):
+    model_cfg, cfg, sampler = _setup(steps=60, every=100)
+    model, log, _ = pretrain(model_cfg, cfg, sampler, 1, 2, tmp_path / "d", tmp_path / "d.jsonl")
+    assert np.mean([r["loss"] for r in log[-10:]]) < np.mean([r["loss"] for r in log[:5]])
+    seqs = [sampler.batch(1000 + i)[0][0].numpy() for i in range(8)]
+    scores = evaluate_mlm(model, seqs, 0, 1, 2, seed=0)
+    assert 0 <= scores["accuracy"] <= 1 and len(scores["accuracy_per_field"]) == 5
+    assert scores["perplexity"] == pytest.approx(
+        float(np.exp(np.mean(scores["cross_entropy_per_field"]))), rel=1e-4)
+    assert evaluate_mlm(model, seqs, 0, 1, 2, seed=0) == scores  # fixed masking draw
+
+
+def _token_data(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(10, 40, n)
+    seqs = [np.stack([rng.integers(2, v, m) for v in VOCAB], -1) for m in lengths]
+    return TokenData(np.array([f"s{i:02d}" for i in range(n)]), seqs)
+
+
+def test_finetune_overfits_a_tiny_set_and_predicts_19_dims():
+    data = _token_data(12)
+    Y = np.random.default_rng(1).uniform(0.2, 0.8, (12, 19))
+    cfg = FinetuneConfig(batch_size=4, lr=3e-3, head_lr=3e-3, max_epochs=60, patience=60,
+                         warmup_frac=0.05, head_dropout=0.0)
+    model_cfg = MidiBertConfig(vocab_sizes=VOCAB, **{**TINY, "dropout": 0.0})
+    fm = fit_fold_bert(data, Y, np.arange(10), np.arange(10, 12), model_cfg, cfg)
+    assert fm.history[-1]["train_loss"] < 0.3 * fm.history[0]["train_loss"]
+    pred = predict_bert(fm, data, np.arange(12))
+    assert pred.shape == (12, 19)
+    assert (pred >= Y[:10].min(0) - 1e-9).all() and (pred <= Y[:10].max(0) + 1e-9).all()
+    with pytest.raises(ValueError, match="overlap"):
+        fit_fold_bert(data, Y, np.arange(10), np.arange(9, 12), model_cfg, cfg)
+
+
+def test_pretrained_weights_load_into_the_regressor():
+    cfg = MidiBertConfig(vocab_sizes=VOCAB, **TINY)
+    bert = MidiBert(cfg)
+    reg = MidiBertRegressor(cfg)
+    reg.load_encoder(bert.state_dict())
+    for k, v in bert.state_dict().items():
+        if not k.startswith("heads."):  # the MLM heads are not used for regression
+            assert torch.equal(v, reg.bert.state_dict()[k]), k
+    with pytest.raises(KeyError):
+        reg.load_encoder({"nonsense.weight": torch.zeros(1)})
+
+
+def test_cross_fit_writes_every_protocol_and_never_trains_on_test():
+    data = _token_data(40)
+    segs = list(data.segments)
+    labels = pd.DataFrame(np.random.default_rng(2).uniform(0, 1, (40, 19)),
+                          columns=list(DIMENSIONS))
+    labels.insert(0, "segment", segs)
+    piece = ["test"] * 8 + [str(i % 4) for i in range(32)]
+    splits = pd.DataFrame({"segment": segs, "piece_split": piece, "performer_split": piece,
+                           "work_split": [str(i % 4) for i in range(40)]})
+    cfg = FinetuneConfig(batch_size=8, max_epochs=1, patience=1)
+    model_cfg = MidiBertConfig(vocab_sizes=VOCAB, **TINY)
+    preds, models = cross_fit_midibert(data, labels, splits, model_cfg, cfg, None, ["piece"], 4)
+    assert set(preds) == {"piece_cv", "piece_test"}
+    assert len(preds["piece_cv"]) == 32 and len(preds["piece_test"]) == 8 * 4
+    assert preds["piece_test"].shape[1] == 2 + 19
+    test_rows = set(range(8))
+    for fm in models.values():
+        assert not test_rows & set(fm.train_index) and not test_rows & set(fm.val_index)
+
+
+def test_compare_pair_gives_both_r2_with_cis_and_williams_per_dimension():
+    from pianoeval.evaluate.pairwise import compare_pair
+    rng = np.random.default_rng(0)
+    segs = [f"Schubert_D960_mv2_8bars_{p}_{k}" for p in range(1, 9) for k in range(1, 6)]
+    truth = rng.uniform(0.2, 0.8, (len(segs), 19))
+    labels = pd.DataFrame(truth, columns=list(DIMENSIONS)).assign(segment=segs)
+    good = truth + rng.normal(0, 0.05, truth.shape)
+    bad = truth + rng.normal(0, 0.3, truth.shape)
+    frame = lambda p: pd.DataFrame(p, columns=list(DIMENSIONS)).assign(segment=segs, fold=0)
+    out = compare_pair(frame(good), frame(bad), labels, "a", "b", n_resamples=100)
+    assert out["a"]["r2"] > out["b"]["r2"] and out["r2_difference"] > 0
+    lo, hi = out["a"]["r2_ci"]
+    assert lo <= out["a"]["r2"] <= hi
+    w = out["williams"]
+    assert w["baseline"] == "b" and len(w["per_dim"]) == 19 and w["n_better_p05"] >= 15
