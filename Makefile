@@ -47,6 +47,8 @@ bench: setup
 	$(BIN)/python benchmarks/align_bench.py
 	$(BIN)/python benchmarks/audio_bench.py
 	$(BIN)/python benchmarks/degrade_bench.py
+	$(BIN)/python benchmarks/train_bench.py
+	$(BIN)/python benchmarks/pretrain_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
