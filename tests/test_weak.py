@@ -82,3 +82,19 @@ def test_label_model_recovers_tiers_from_informative_lfs():
 def test_accuracy_report_counts_abstentions_as_wrong():
     report = accuracy_report(np.array([0, 1, ABSTAIN, 3]), np.array([0, 2, 2, 3]))
     assert report == {"accuracy": 0.5, "accuracy_covered": pytest.approx(2 / 3), "coverage": 0.75}
+
+
+@pytest.mark.parametrize("name", sorted(LF_SPECS))
+def test_every_lf_votes_on_its_bad_side_and_abstains_otherwise(name):
+    feature, direction = LF_SPECS[name]
+    ref = Reference.fit(reference_frame(), [0.9, 0.97, 0.995, 0.8])
+    typical = {f: 0.5 for f in FEATURES}
+    bad_sides = (+1, -1) if direction == 0 else (direction,)
+    rows = [typical] + [typical | {feature: 0.5 + side * 10.0} for side in bad_sides]
+    if direction != 0:
+        rows.append(typical | {feature: 0.5 - direction * 10.0})  # far on the good side
+    rows.append(typical | {feature: np.nan})
+    L, names = apply_lfs(pd.DataFrame(rows), ref, [0.9, 0.97, 0.995], 0.8)
+    votes = L[:, names.index(name)].tolist()
+    expected = [ABSTAIN] + [3] * len(bad_sides) + ([ABSTAIN] if direction != 0 else []) + [ABSTAIN]
+    assert votes == expected
