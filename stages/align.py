@@ -39,7 +39,9 @@ def main() -> None:
     score_notes = dict(zip(manifest["file"], manifest["n_notes"]))
     items = limit_items(source_items(args.source, manifest, raw), score_notes,
                         limits.get("max_score_notes"), limits.get("max_items"))
-    result = align_items(items, AlignConfig.from_params(params), n_jobs=int(params["n_jobs"]))
+    cache = params.get("resume_dir")  # not a DVC param: it changes no result
+    result = align_items(items, AlignConfig.from_params(params), n_jobs=int(params["n_jobs"]),
+                         cache_dir=None if cache is None else Path(cache) / args.source)
 
     out.mkdir(parents=True, exist_ok=True)
     result.alignments.drop(columns="seconds").to_csv(out / "alignments.csv", index=False)

@@ -261,6 +261,32 @@ def test_batch_reports_every_item_and_never_stops(tmp_path):
     assert any("nothing.mid" in m for m in out.messages)
 
 
+def test_a_rerun_resumes_from_the_kept_results_and_a_changed_file_is_realigned(tmp_path,
+                                                                             monkeypatch):
+    import pianoeval.align.batch as batch
+
+    good, score_path = batch_files(tmp_path)
+    items = [Item("b_ok", str(good), str(score_path), "score.mid"), Item("a_no_score", str(good))]
+    cache = tmp_path / "cache"
+    first = align_items(items, AlignConfig(), n_jobs=1, progress=False, cache_dir=cache)
+    assert len(list(cache.glob("*.pkl"))) == 2
+
+    def killed(*args):  # a resumed run must not align again what it already has
+        raise AssertionError("aligned again")
+
+    monkeypatch.setattr(batch, "_align_one", killed)
+    again = align_items(items, AlignConfig(), n_jobs=1, progress=False, cache_dir=cache)
+    pd.testing.assert_frame_equal(again.notes, first.notes)
+    pd.testing.assert_frame_equal(again.alignments, first.alignments)
+    # another configuration, or other bytes in a file, is a new key: aligned afresh
+    with pytest.raises(AssertionError, match="aligned again"):
+        align_items(items, AlignConfig(min_match_rate=0.5), n_jobs=1, progress=False,
+                    cache_dir=cache)
+    write_midi(good, [(0.5 * b, 0.4 * d, p, v) for b, d, p, v in SCORE_NOTES[:-1]])
+    with pytest.raises(AssertionError, match="aligned again"):
+        align_items(items, AlignConfig(), n_jobs=1, progress=False, cache_dir=cache)
+
+
 def test_percepiano_items_fall_back_to_musicxml_and_maestro_items_pair_by_folder(tmp_path):
     raw = tmp_path / "raw"
     for folder in ("midi", "score_midi", "score_xml", "Bach/Fugue/bwv_1"):

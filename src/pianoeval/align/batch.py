@@ -24,6 +24,7 @@ from tqdm import tqdm
 from pianoeval.align.aggregate import SEGMENT_FEATURES, segment_features
 from pianoeval.align.deviations import NOTE_COLUMNS, DeviationConfig, note_deviations
 from pianoeval.align.match import MATCHERS, align, performance_note_array
+from pianoeval.align.resume import ResultCache
 from pianoeval.align.score import ScoreError, ScoreInfo, load_score
 from pianoeval.data.midi import MidiError, read_midi
 from pianoeval.data.segments import parse_segment, score_paths
@@ -192,11 +193,20 @@ def _align_one(item: Item, config: AlignConfig):
         return None, _row(item, "failed"), None, [f"{item.name}: {type(exc).__name__}: {exc}"]
 
 
-def _align_chunk(chunk: list[Item], config: AlignConfig) -> list:
+def _align_chunk(chunk: list[Item], config: AlignConfig, cache_dir: str | None = None) -> list:
+    cache = ResultCache(cache_dir, config)
+    results = []
     # partitura warns per file about things handled here (e.g. quantisation, missing key)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return [_align_one(item, config) for item in chunk]
+        for item in chunk:
+            result = cache.get(item) if item.skip is None else None
+            if result is None:
+                result = _align_one(item, config)
+                if item.skip is None:
+                    cache.put(item, result)
+            results.append(result)
+    return results
 
 
 # --- many items -----------------------------------------------------------------------------
@@ -211,8 +221,12 @@ class AlignOutput:
 
 
 def align_items(items: list[Item], config: AlignConfig = AlignConfig(), n_jobs: int = 1,
-                chunksize: int | None = None, progress: bool = True) -> AlignOutput:
-    """Align every item, ``n_jobs`` worker processes (<= 0: all cores; 1: in this process)."""
+                chunksize: int | None = None, progress: bool = True,
+                cache_dir: str | Path | None = None) -> AlignOutput:
+    """Align every item, ``n_jobs`` worker processes (<= 0: all cores; 1: in this process).
+    With ``cache_dir``, each item's result is kept there as it finishes and reused by a later
+    call with the same inputs and code (``pianoeval.align.resume``): a killed run resumes."""
+    cache_dir = None if cache_dir is None else str(cache_dir)
     names = [it.name for it in items]
     if len(set(names)) != len(names):
         raise ValueError("align_items: duplicate item names")
@@ -229,11 +243,11 @@ def align_items(items: list[Item], config: AlignConfig = AlignConfig(), n_jobs: 
     with tqdm(total=len(items), desc="align", unit="item", disable=not progress) as bar:
         if workers == 1:
             for chunk in chunks:
-                results += _align_chunk(chunk, config)
+                results += _align_chunk(chunk, config, cache_dir)
                 bar.update(len(chunk))
         else:
             with ProcessPoolExecutor(max_workers=workers, initializer=_reset_cache) as pool:
-                futures = {pool.submit(_align_chunk, c, config): len(c) for c in chunks}
+                futures = {pool.submit(_align_chunk, c, config, cache_dir): len(c) for c in chunks}
                 for future in as_completed(futures):
                     results += future.result()
                     bar.update(futures[future])
