@@ -49,6 +49,7 @@ bench: setup
 	$(BIN)/python benchmarks/degrade_bench.py
 	$(BIN)/python benchmarks/train_bench.py
 	$(BIN)/python benchmarks/pretrain_bench.py
+	$(BIN)/python benchmarks/fusion_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -46,7 +46,8 @@ def main() -> None:
 
     results = evaluate(labels, predictions, params["baselines"], n_resamples=params["n_resamples"],
                        seed=params["seed"], confidence=params["confidence"],
-                       progress=lambda pairs: tqdm(pairs, desc="evaluate", unit="pair"))
+                       progress=lambda pairs: tqdm(pairs, desc="evaluate", unit="pair"),
+                       single_modality=params.get("single_modality", []))
 
     out = Path(args.out)
     (out / "plots").mkdir(parents=True, exist_ok=True)

@@ -92,6 +92,17 @@ def test_pipeline_end_to_end(tmp_path):
     params["pretrain_midi"]["eval"]["max_sequences"] = 8
     params["finetune_midi"]["n_jobs"] = 1
     params["finetune_midi"]["train"]["max_epochs"] = 1
+    params["align_contrastive"]["epochs"] = 3
+    params["train_fusion"]["n_jobs"] = 1
+    params["train_fusion"]["model"].update(d_shared=16, head_hidden=16, stage1_epochs=8,
+                                           stage2_epochs=4, patience=3)
+    params["train_fusion"]["models"] = {  # every loss term in one model, lopo included
+        "fusion_audio": {"modalities": ["audio"], "splits": ["piece"]},
+        "fusion_midi": {"modalities": ["midi"], "splits": ["piece"]},
+        "fusion_gated": {"splits": ["piece", "lopo"], "rank_weight": 0.5, "ordinal": "coral",
+                         "tier_rank_weight": 0.5, "weak_weight": 0.5, "lds": True}}
+    params["evaluate"]["models"] = [m for m in params["evaluate"]["models"]  # only those trained here
+                                    if not m.startswith("fusion_") or m in params["train_fusion"]["models"]]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     env = {**os.environ, "PIANOEVAL_DATA_MIRROR": str(tmp_path / "mirror"),
@@ -133,6 +144,18 @@ def test_pipeline_end_to_end(tmp_path):
     assert set(tiers["midi"]["pairwise_accuracy_by_family"]) == {
         "timing", "accuracy", "dynamics", "pedal", "articulation"}
 
+    # audio+MIDI: contrastive retrieval before/after, fusion vs single modalities, lopo, ablation
+    contrastive = json.loads((repo / "metrics" / "contrastive.json").read_text())
+    recall = contrastive["heldout_works"]["mean"]["FluidR3_GM"]
+    assert set(recall) == {"before", "after", "chance"}
+    assert 0.0 <= recall["after"]["audio_to_midi@1"] <= 1.0
+    gated = evaluation["fusion_gated"]
+    assert {"piece_cv", "piece_test", "lopo_cv"} <= set(gated)
+    assert gated["lopo_cv"]["n"] == n_segments  # every segment held out once
+    assert gated["piece_test"]["williams_single"]["reference"] in ("fusion_audio", "fusion_midi")
+    ablation = (repo / "metrics" / "ablation.md").read_text()
+    assert "## lopo_cv" in ablation and "| fusion_gated" in ablation.replace("**", "")
+
     assert "Data and pipelines are up to date" in run(["dvc", "repro"], repo, env)
 
     run(["git", "add", "-A"], repo, env)
@@ -141,5 +164,5 @@ def test_pipeline_end_to_end(tmp_path):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(["dvc", "repro"], repo, env)
     ran = set(re.findall(r"Running stage '([^']+)'", out))
-    assert ran == {"baselines", "evaluate"}, out
+    assert ran == {"baselines", "evaluate", "ablation"}, out
     assert "ridge" in run(["dvc", "metrics", "diff"], repo, env)

@@ -123,6 +123,29 @@ def test_williams_invalid():
         M.williams_test(1.5, 0.3, 0.4, 50)
 
 
+def test_cohens_q_hand_computed():
+    # atanh(.5) = .5 ln(1.5/.5) = .5 ln 3 = .5493061; atanh(.3) = .5 ln(1.3/.7) = .3095196
+    assert M.cohens_q(0.5, 0.3) == pytest.approx(0.5493061 - 0.3095196, abs=1e-6)
+    assert M.cohens_q(0.5, 0.3) == pytest.approx(0.2397865, abs=1e-6)
+    assert isinstance(M.cohens_q(0.5, 0.3), float)
+
+
+def test_cohens_q_broadcasts_antisymmetric_nan_and_clipped():
+    q = M.cohens_q([0.5, 0.3, np.nan, -0.2], 0.3)
+    assert q.shape == (4,)
+    assert q[0] == pytest.approx(-M.cohens_q(0.3, 0.5)) and q[1] == 0.0
+    assert np.isnan(q[2])
+    assert q[3] == pytest.approx(-math.atanh(0.2) - math.atanh(0.3))
+    perfect = M.cohens_q(1.0, 0.0)  # clipped to 1 - 1e-9: finite, about 10.7
+    assert math.isfinite(perfect) and perfect == pytest.approx(math.atanh(1 - 1e-9))
+    assert M.cohens_q(-1.0, 1.0) == pytest.approx(-2 * perfect)
+
+
+def test_cohens_q_invalid():
+    with pytest.raises(ValueError, match=r"r2 must lie in \[-1, 1\]"):
+        M.cohens_q(0.5, [0.3, -1.2])
+
+
 # --------------------------------------------------------------------------- bootstrap
 
 

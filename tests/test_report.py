@@ -103,6 +103,72 @@ def test_williams_against_best_baseline(setup):
     assert result["mean"]["piece_cv"]["williams"]["n_worse_p05"] > 0
 
 
+def test_williams_reports_cohens_q(setup):
+    labels, predictions, result = setup
+    for protocol in ("piece_cv", "piece_test"):
+        good = R.stack_predictions(predictions["good"][protocol], labels)
+        ridge = R.stack_predictions(predictions["ridge"][protocol], labels)
+        q = M.cohens_q(M.pearson_per_dim(good.y_true, good.ensemble),
+                       M.pearson_per_dim(ridge.y_true, ridge.ensemble))
+        w = result["good"][protocol]["williams"]
+        got = [w["per_dim"][d]["cohens_q"] for d in DIMS]
+        np.testing.assert_allclose(got, q, atol=1e-6)
+        assert all(v > 0 for v in got)  # good correlates better on every dimension
+        assert w["mean_q"] == pytest.approx(np.mean(q), abs=1e-6)
+        assert "williams_single" not in result["good"][protocol]  # no single_modality given
+    w_mean = result["mean"]["piece_test"]["williams"]  # constant ensemble: r, so q, undefined
+    assert w_mean["mean_q"] is None
+    assert all(v["cohens_q"] is None for v in w_mean["per_dim"].values())
+
+
+def single_modality_setup(n_resamples=100):
+    labels = make_labels()
+    y = labels[DIMS].to_numpy()
+    rng = np.random.default_rng(2)
+    noisy = lambda s: cv_frame(labels, y + rng.normal(0, s, y.shape))  # noqa: E731
+    predictions = {"ridge": {"piece_cv": noisy(0.1), "work_cv": noisy(0.1)},
+                   "score_only": {"piece_cv": noisy(0.05)},
+                   "audio_only": {"piece_cv": noisy(0.08)},
+                   "fusion": {"piece_cv": noisy(0.02), "work_cv": noisy(0.02)}}
+    return labels, predictions, R.evaluate(labels, predictions, ["ridge"], n_resamples=n_resamples,
+                                           single_modality=["audio_only", "score_only"])
+
+
+def test_williams_single_against_best_single_modality_model():
+    labels, predictions, result = single_modality_setup()
+    assert result["score_only"]["piece_cv"]["r2"] > result["audio_only"]["piece_cv"]["r2"]
+    assert result["score_only"]["piece_cv"]["williams_single"] is None  # the reference itself
+    for model in ("ridge", "audio_only", "fusion"):
+        w = result[model]["piece_cv"]["williams_single"]
+        assert w["reference"] == "score_only" and w["n"] == len(labels)
+        ref = R.stack_predictions(predictions["score_only"]["piece_cv"], labels)
+        own = R.stack_predictions(predictions[model]["piece_cv"], labels)
+        q = M.cohens_q(M.pearson_per_dim(own.y_true, own.ensemble),
+                       M.pearson_per_dim(ref.y_true, ref.ensemble))
+        np.testing.assert_allclose([w["per_dim"][d]["cohens_q"] for d in DIMS], q, atol=1e-6)
+        assert w["mean_q"] == pytest.approx(np.mean(q), abs=1e-6)
+        assert set(w["per_dim"][DIMS[0]]) == {"t", "p", "cohens_q"}
+    assert result["fusion"]["piece_cv"]["williams_single"]["mean_q"] > 0  # better than score only
+    assert result["ridge"]["piece_cv"]["williams_single"]["mean_q"] < 0
+    # the baseline comparison is unchanged alongside
+    assert result["fusion"]["piece_cv"]["williams"]["baseline"] == "ridge"
+    # no single-modality model scored on work_cv: no key there
+    assert all("williams_single" not in result[m]["work_cv"] for m in ("ridge", "fusion"))
+    json.dumps(result, allow_nan=False)
+
+
+def test_williams_vs_reference_is_the_baseline_comparison_under_another_key(setup):
+    labels, predictions, result = setup
+    stacked = {m: R.stack_predictions(predictions[m]["piece_cv"], labels) for m in predictions}
+    scores = {m: result[m]["piece_cv"] for m in predictions}
+    by_ref = R.williams_vs_reference(stacked, scores, ["mean", "ridge"], key="reference")
+    by_base = R.williams_vs_best_baseline(stacked, scores, ["mean", "ridge"])
+    assert by_ref["ridge"] is None and by_base["ridge"] is None
+    assert by_ref["good"].pop("reference") == by_base["good"].pop("baseline") == "ridge"
+    assert by_ref["good"] == by_base["good"]
+    assert all(v is None for v in R.williams_vs_reference(stacked, scores, ["absent"]).values())
+
+
 def test_best_baseline_picks_highest_r2():
     scores = {"mean": {"r2": -0.01}, "ridge": {"r2": 0.2}, "big": {"r2": 0.5}}
     assert R.best_baseline(scores, ["mean", "ridge"]) == "ridge"
@@ -147,7 +213,7 @@ def test_stage_end_to_end(tmp_path, setup):
                 df.to_csv(tmp_path / "pred" / model / f"{protocol}.csv", index=False)
     params = {"evaluate": {"models": ["mean", "ridge", "good"], "baselines": ["mean", "ridge"],
                            "protocols": ["piece_cv", "piece_test"], "n_resamples": 200,
-                           "seed": 0, "confidence": 0.9}}
+                           "seed": 0, "confidence": 0.9, "single_modality": ["good"]}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     proc = subprocess.run(
         [sys.executable, str(ROOT / "stages" / "evaluate.py"), "--params", str(tmp_path / "params.yaml"),
@@ -157,6 +223,9 @@ def test_stage_end_to_end(tmp_path, setup):
     assert "skip good/piece_test" in proc.stderr
     result = json.loads((tmp_path / "metrics" / "eval.json").read_text())
     assert set(result["good"]) == {"piece_cv"} and set(result["mean"]) == {"piece_cv", "piece_test"}
+    assert result["ridge"]["piece_cv"]["williams_single"]["reference"] == "good"
+    assert result["good"]["piece_cv"]["williams_single"] is None
+    assert "williams_single" not in result["ridge"]["piece_test"]  # good has no piece_test file
     assert "R² [90% CI]" in (tmp_path / "metrics" / "results.md").read_text()
     assert len(pd.read_csv(tmp_path / "metrics" / "plots" / "per_dim_r.csv")) == 5 * len(DIMS)
     assert len(pd.read_csv(tmp_path / "metrics" / "plots" / "pred_vs_true.csv")) == 3 * len(labels) * len(DIMS)

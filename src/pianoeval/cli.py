@@ -7,15 +7,16 @@ import sys
 from pathlib import Path
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+ABLATION_BEGIN, ABLATION_END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
 
 
-def render_readme(readme: str, table: str) -> str:
-    """Replace the text between the results markers of ``readme`` with ``table``."""
-    if BEGIN not in readme or END not in readme:
-        raise ValueError(f"README has no {BEGIN} ... {END} section to fill")
-    head, rest = readme.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{table.strip()}\n{END}{tail}"
+def render_readme(readme: str, table: str, begin: str = BEGIN, end: str = END) -> str:
+    """Replace the text between the ``begin`` and ``end`` markers of ``readme`` with ``table``."""
+    if begin not in readme or end not in readme:
+        raise ValueError(f"README has no {begin} ... {end} section to fill")
+    head, rest = readme.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{begin}\n{table.strip()}\n{end}{tail}"
 
 
 def readme_command(args: argparse.Namespace) -> int:
@@ -24,6 +25,10 @@ def readme_command(args: argparse.Namespace) -> int:
     table = results_markdown(json.loads(Path(args.metrics).read_text()))
     readme = Path(args.readme)
     new = render_readme(readme.read_text(), table)
+    ablation = Path(args.ablation)
+    if ablation.exists():  # the ablation stage's tables, without their title
+        body = ablation.read_text().split("\n", 1)[1]
+        new = render_readme(new, body.replace("\n## ", "\n#### "), ABLATION_BEGIN, ABLATION_END)
     if args.check:
         if new != readme.read_text():
             print(f"{readme}: results table is stale; run `make repro`", file=sys.stderr)
@@ -39,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     readme = sub.add_parser("readme", help="regenerate README's results table from metrics/")
     readme.add_argument("--metrics", default="metrics/eval.json")
     readme.add_argument("--readme", default="README.md")
+    readme.add_argument("--ablation", default="metrics/ablation.md")
     readme.add_argument("--check", action="store_true", help="fail if the table is out of date")
     readme.set_defaults(func=readme_command)
     args = parser.parse_args(argv)

@@ -175,6 +175,29 @@ def williams_test(r12, r13, r23, n: int):
     return t, p
 
 
+# |r| = 1 has an infinite Fisher z; clipping keeps q finite (|atanh| <= ~10.7) for a perfect
+# correlation, which real predictions never reach, instead of returning inf or NaN.
+_Q_CLIP = 1 - 1e-9
+
+
+def cohens_q(r1, r2):
+    """Cohen's q, the effect size of a difference between two correlations (Fisher z difference):
+
+        q = atanh(r1) - atanh(r2) = 0.5 ln((1+r1)/(1-r1)) - 0.5 ln((1+r2)/(1-r2))
+
+    Cohen's (1988) rule of thumb for |q|: 0.1 small, 0.3 medium, 0.5 large. Inputs broadcast;
+    |r| is clipped to 1 - 1e-9 (a perfect correlation gives a large finite q, not inf). Returns
+    a float for scalar input, else an array. NaN r (undefined, e.g. a constant prediction)
+    gives NaN; |r| > 1 raises ValueError.
+    """
+    r1, r2 = (np.asarray(r, dtype=float) for r in (r1, r2))
+    for name, r in (("r1", r1), ("r2", r2)):
+        if np.any(np.abs(r[~np.isnan(r)]) > 1):
+            raise ValueError(f"{name} must lie in [-1, 1], got {r}")
+    q = np.arctanh(np.clip(r1, -_Q_CLIP, _Q_CLIP)) - np.arctanh(np.clip(r2, -_Q_CLIP, _Q_CLIP))
+    return float(q) if q.ndim == 0 else q
+
+
 # --------------------------------------------------------------------------- bootstrap
 
 

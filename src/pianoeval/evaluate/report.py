@@ -17,7 +17,8 @@ import pandas as pd
 
 from pianoeval.data.dimensions import DIMENSIONS
 from pianoeval.data.segments import parse_segment
-from pianoeval.evaluate.metrics import jsonable, pearson_per_dim, score_protocol, williams_test
+from pianoeval.evaluate.metrics import (cohens_q, jsonable, pearson_per_dim, score_protocol,
+                                        williams_test)
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,14 @@ def stack_predictions(pred: pd.DataFrame, labels: pd.DataFrame,
 def evaluate(labels: pd.DataFrame, predictions: dict[str, dict[str, pd.DataFrame]],
              baselines: Sequence[str], n_resamples: int = 1000, seed: int = 0,
              confidence: float = 0.95, dims: Sequence[str] = DIMENSIONS,
-             progress: Callable[[Iterable], Iterable] = iter) -> dict:
+             progress: Callable[[Iterable], Iterable] = iter,
+             single_modality: Sequence[str] = ()) -> dict:
     """``{model: {protocol: score_protocol(...) + {"williams": ...}}}``.
+
+    ``williams`` compares each model with the best (highest R^2) of ``baselines`` on that
+    protocol. Where any model of ``single_modality`` (e.g. the score-only and the audio-only
+    models) was scored on a protocol, every model there also gets ``williams_single``: the same
+    comparison against the best of the ``single_modality`` models (None for that model itself).
 
     Every (model, protocol) pair uses the same bootstrap seed, so models on one protocol are
     scored on the same resamples. ``progress`` wraps the iterable of (model, protocol) pairs
@@ -95,6 +102,11 @@ def evaluate(labels: pd.DataFrame, predictions: dict[str, dict[str, pd.DataFrame
         scores = {m: out[m][protocol] for m in by_model}
         for model, result in williams_vs_best_baseline(by_model, scores, baselines, dims).items():
             out[model][protocol]["williams"] = result
+        if not set(single_modality) & set(by_model):
+            continue  # no single-modality model on this protocol: no key, output as before
+        for model, result in williams_vs_reference(by_model, scores, single_modality, dims,
+                                                   key="reference").items():
+            out[model][protocol]["williams_single"] = result
     return out
 
 
@@ -106,32 +118,46 @@ def best_baseline(scores: dict[str, dict], baselines: Sequence[str]) -> str | No
 
 def williams_vs_best_baseline(stacked: dict[str, Stacked], scores: dict[str, dict],
                               baselines: Sequence[str], dims: Sequence[str] = DIMENSIONS) -> dict:
-    """Williams' test per dimension of each model's r against the best baseline's r.
+    """``williams_vs_reference`` against the best of ``baselines``, named under ``"baseline"``."""
+    return williams_vs_reference(stacked, scores, baselines, dims, key="baseline")
+
+
+def williams_vs_reference(stacked: dict[str, Stacked], scores: dict[str, dict],
+                          references: Sequence[str], dims: Sequence[str] = DIMENSIONS,
+                          key: str = "reference") -> dict:
+    """Williams' test and Cohen's q per dimension of each model's r against the r of the best
+    (highest R^2, ``best_baseline``) of ``references``.
 
     For one protocol: ``stacked`` and ``scores`` map model -> its predictions / score dict.
-    Variable 1 is the labels, 2 the model, 3 the best baseline, each the ensemble (mean over
-    fold models) on test protocols; ``n`` is the rows both predicted. The best baseline itself
-    gets None. Undefined r (constant predictions) gives t = p = None.
+    Variable 1 is the labels, 2 the model, 3 the reference, each the ensemble (mean over fold
+    models) on test protocols; ``n`` is the rows both predicted. Per dimension: Williams' ``t``
+    and ``p`` and ``cohens_q`` = atanh(r12) - atanh(r13) (positive: the model correlates better);
+    ``mean_q`` is the mean of q over dimensions. The reference's name is stored under ``key``.
+    The reference itself gets None, every model gets None when no reference was scored. An
+    undefined r (constant predictions) gives t = p = q = None (and mean_q = None).
     """
-    base = best_baseline(scores, baselines)
+    ref = best_baseline(scores, references)
     out: dict[str, dict | None] = {}
     for model, s in stacked.items():
-        if base is None or model == base:
+        if ref is None or model == ref:
             out[model] = None
             continue
-        b = stacked[base]
+        b = stacked[ref]
         common, i, j = np.intersect1d(s.segments, b.segments, return_indices=True)
         if len(common) <= 3:
             out[model] = None
             continue
-        y, p_model, p_base = s.y_true[i], s.ensemble[i], b.ensemble[j]
-        t, p = williams_test(pearson_per_dim(y, p_model), pearson_per_dim(y, p_base),
-                             pearson_per_dim(p_model, p_base), len(common))
+        y, p_model, p_ref = s.y_true[i], s.ensemble[i], b.ensemble[j]
+        r_model, r_ref = pearson_per_dim(y, p_model), pearson_per_dim(y, p_ref)
+        t, p = williams_test(r_model, r_ref, pearson_per_dim(p_model, p_ref), len(common))
+        q = cohens_q(r_model, r_ref)
         out[model] = jsonable({
-            "baseline": base, "n": len(common),
+            key: ref, "n": len(common),
             "n_better_p05": int(np.sum((t > 0) & (p < 0.05))),
             "n_worse_p05": int(np.sum((t < 0) & (p < 0.05))),
-            "per_dim": {dim: {"t": t[k], "p": p[k]} for k, dim in enumerate(dims)},
+            "mean_q": np.mean(q),  # NaN (-> None) when any dimension's r is undefined
+            "per_dim": {dim: {"t": t[k], "p": p[k], "cohens_q": q[k]}
+                        for k, dim in enumerate(dims)},
         })
     return out
 

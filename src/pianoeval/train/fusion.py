@@ -1,0 +1,405 @@
+"""Training one audio+MIDI fold model (``fit_fold``) and cross-fitting it over the protocols.
+
+A fold model sees only its training rows (and the degraded samples made from them). Steps are
+full-batch (a few hundred rows of fixed vectors), so an epoch is one optimiser step:
+
+1. z-score both modalities and the labels on the training rows;
+2. (``pretrain_heads``) align the two projection heads contrastively on the training rows;
+3. stage 1: heads frozen, fusion + trunk + outputs trained; stage 2: the top ``unfreeze_top_k``
+   layers of each head join at ``encoder_lr_factor`` x the learning rate (heads trained from
+   scratch skip the staging: everything trains from the start);
+4. each stage early-stops on the inner validation rows (never the protocol's held-out fold);
+5. (``refit``) retrain on training + validation rows for the best epoch counts.
+
+The loss is a point loss (mse | huber | bootstrap, LDS-weighted if asked) plus, each with its
+weight: same-passage margin ranking, a CORAL/CORN ordinal head, degradation-tier margin
+ranking and Snorkel's tier probabilities on the unlabelled degraded samples.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from pianoeval.models.fusion import FusionRegressor, param_groups
+from pianoeval.train import losses as L
+from pianoeval.train.contrastive import ContrastiveConfig, draw_views, train_heads
+from pianoeval.train.fusion_data import Aux, FusionData, Standardizer, same_passage_pairs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FusionConfig:
+    modalities: tuple = ("audio", "midi")
+    soundfonts: tuple = ("FluidR3_GM", "TimGM6mb")  # training views; the first is predicted from
+    fusion: str = "gated"
+    fusion_kw: dict = field(default_factory=dict)
+    d_shared: int = 128
+    head_hidden: int = 256
+    dropout: float = 0.1
+    modality_dropout: float = 0.15
+    pretrain_heads: bool = True
+    stage1_epochs: int = 300
+    stage2_epochs: int = 150
+    unfreeze_top_k: int = 1
+    encoder_lr_factor: float = 0.1
+    patience: int = 40
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    loss: str = "mse"  # mse | huber | bootstrap
+    huber_delta: float = 1.0
+    bootstrap_beta: float = 0.8
+    lds: bool = False
+    lds_bins: int = 20
+    lds_sigma: float = 2.0
+    lds_power: float = 0.5
+    rank_weight: float = 0.0  # alpha of the same-passage margin ranking loss
+    rank_margin: float = 0.0
+    rank_pairs: int = 2048  # pairs drawn per step
+    ordinal: str = "none"  # none | coral | corn (then the prediction is the ordinal head's)
+    ordinal_levels: int = 7
+    ordinal_weight: float = 1.0
+    tier_rank_weight: float = 0.0  # degradation-tier pairs (issue 5)
+    tier_margin: float = 1.0
+    tier_pairs: int = 1024
+    weak_weight: float = 0.0  # Snorkel tier probabilities on degraded samples
+    weak_samples: int = 1024
+    refit: bool = True
+    n_seeds: int = 1
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "FusionConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise KeyError(f"unknown train_fusion settings {unknown} (have: {sorted(names)})")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**values)
+
+    @property
+    def uses_aux(self) -> bool:
+        return self.tier_rank_weight > 0 or self.weak_weight > 0
+
+
+@dataclass
+class Prepared:
+    """One fold's standardised tensors."""
+
+    views: np.ndarray  # (V, n, d_audio) standardised audio views, 0 where absent
+    available: np.ndarray  # (V, n)
+    midi: torch.Tensor
+    y: torch.Tensor  # standardised labels
+    y_raw: np.ndarray
+    scalers: tuple
+    aux: dict | None
+
+
+def prepare(data: FusionData, rows: np.ndarray, cfg: FusionConfig, aux: Aux | None) -> Prepared:
+    """Scalers fitted on ``rows``; every PercePiano row and the usable degraded samples
+    transformed."""
+    missing = [sf for sf in cfg.soundfonts if sf not in data.audio]
+    if missing:
+        raise KeyError(f"no audio embeddings for soundfonts {missing} (have {sorted(data.audio)})")
+    raw_views = np.stack([data.audio[sf] for sf in cfg.soundfonts])
+    available = ~np.isnan(raw_views).any(axis=2)
+    train_audio = raw_views[:, rows][available[:, rows]]
+    audio_scaler = Standardizer().fit(train_audio)
+    midi_scaler = Standardizer().fit(data.midi[rows])
+    y_mean, y_std = data.y[rows].mean(0), data.y[rows].std(0) + 1e-8
+    views = np.where(available[..., None], audio_scaler.transform(
+        raw_views.reshape(-1, raw_views.shape[2])).reshape(raw_views.shape), 0.0)
+    prepared_aux = None
+    if aux is not None and cfg.uses_aux:
+        train_items = set(data.segments[rows])
+        labelled = set(data.segments)
+        keep = np.array([i in train_items or i not in labelled for i in aux.item])
+        sub = aux.subset(keep)
+        has_audio = ~np.isnan(sub.audio).any(axis=1)
+        prepared_aux = {
+            "audio": torch.as_tensor(np.where(has_audio[:, None], audio_scaler.transform(sub.audio), 0.0),
+                                     dtype=torch.float32),
+            "midi": torch.as_tensor(midi_scaler.transform(sub.midi), dtype=torch.float32),
+            "present": torch.as_tensor(np.stack([has_audio, np.ones(len(sub.tier), bool)], 1)),
+            "tier": torch.as_tensor(sub.tier), "pairs": sub.pairs,
+            "weak": sub.weak, "weak_rows": np.flatnonzero(~np.isnan(sub.weak).any(axis=1)),
+        }
+    return Prepared(views=views, available=available,
+                    midi=torch.as_tensor(midi_scaler.transform(data.midi), dtype=torch.float32),
+                    y=torch.as_tensor((data.y - y_mean) / y_std, dtype=torch.float32),
+                    y_raw=data.y, scalers=(audio_scaler, midi_scaler, y_mean, y_std),
+                    aux=prepared_aux)
+
+
+class FoldTrainer:
+    """Everything one training run of a fold model needs; ``run`` returns the best state."""
+
+    def __init__(self, data: FusionData, prep: Prepared, train: np.ndarray, cfg: FusionConfig,
+                 seed: int, contrastive: dict):
+        self.data, self.prep, self.cfg, self.seed = data, prep, cfg, seed
+        self.contrastive = contrastive  # align_contrastive settings for the head pre-training
+        self.train = np.flatnonzero(train)
+        self.y_range = (data.y[self.train].min(0), data.y[self.train].max(0))
+        self.rng = np.random.default_rng(seed)
+        self.pairs = same_passage_pairs(data.passages[self.train])  # indices into self.train
+        self.weights = None
+        if cfg.lds:
+            self.weights = torch.as_tensor(L.lds_weights(
+                prep.y_raw[self.train], cfg.lds_bins, cfg.lds_sigma, cfg.lds_power),
+                dtype=torch.float32)
+        self.levels = L.ordinal_levels(torch.as_tensor(prep.y_raw[self.train]), cfg.ordinal_levels) \
+            if cfg.ordinal != "none" else None
+
+    def model(self) -> FusionRegressor:
+        cfg = self.cfg
+        torch.manual_seed(self.seed)
+        model = FusionRegressor(
+            self.prep.views.shape[2], self.prep.midi.shape[1], d_shared=cfg.d_shared,
+            fusion=cfg.fusion, head_hidden=cfg.head_hidden, dropout=cfg.dropout,
+            modality_dropout=cfg.modality_dropout, fusion_kw=dict(cfg.fusion_kw),
+            n_ordinal_levels=cfg.ordinal_levels if cfg.ordinal != "none" else 0,
+            modalities=tuple(cfg.modalities))
+        if cfg.pretrain_heads and set(cfg.modalities) == {"audio", "midi"}:
+            ccfg = ContrastiveConfig(**{**self.contrastive, "d_shared": cfg.d_shared,
+                                        "seed": self.seed})
+            views = [np.where(a[self.train, None], v[self.train], np.nan)
+                     for v, a in zip(self.prep.views, self.prep.available)]
+            heads, _ = train_heads(views, self.prep.midi[self.train].numpy(), ccfg)
+            model.load_projection_heads(heads.state_dict())
+        return model
+
+    def inputs(self, rows: np.ndarray, train: bool):
+        """Audio (a random view per row when training, else the first), MIDI, presence."""
+        if train:
+            audio = draw_views(self.prep.views[:, rows], self.prep.available[:, rows], self.rng)
+            has_audio = self.prep.available[:, rows].any(axis=0)
+        else:
+            audio, has_audio = self.prep.views[0, rows], self.prep.available[0, rows]
+        present = torch.as_tensor(np.stack([has_audio, np.ones(len(rows), bool)], axis=1))
+        return torch.as_tensor(audio, dtype=torch.float32), self.prep.midi[rows], present
+
+    def point_prediction(self, out: dict) -> torch.Tensor:
+        """Standardised prediction: the regression head's, or the decoded ordinal head's."""
+        if self.cfg.ordinal == "none":
+            return out["pred"]
+        decode = L.coral_expected_level if self.cfg.ordinal == "coral" else L.corn_expected_level
+        value = L.ordinal_to_value(decode(out["ordinal"]), self.cfg.ordinal_levels)
+        _, _, y_mean, y_std = self.prep.scalers
+        return (value - torch.as_tensor(y_mean, dtype=torch.float32)) / torch.as_tensor(
+            y_std, dtype=torch.float32)
+
+    def loss(self, model: FusionRegressor) -> torch.Tensor:
+        cfg, prep = self.cfg, self.prep
+        out = model(*self.inputs(self.train, train=True))
+        y = prep.y[self.train]
+        if cfg.loss == "huber":
+            total = L.huber(out["pred"], y, delta=cfg.huber_delta, weight=self.weights)
+        elif cfg.loss == "bootstrap":
+            total = L.bootstrap(out["pred"], y, beta=cfg.bootstrap_beta, weight=self.weights)
+        elif cfg.loss == "mse":
+            total = L.mse(out["pred"], y, weight=self.weights)
+        else:
+            raise ValueError(f"unknown loss {cfg.loss!r} (have: mse, huber, bootstrap)")
+        if cfg.rank_weight and len(self.pairs):
+            pick = self.pairs[self.rng.choice(len(self.pairs), min(cfg.rank_pairs, len(self.pairs)),
+                                              replace=False)]
+            total = total + cfg.rank_weight * L.pairwise_margin_ranking(
+                out["pred"], y, torch.as_tensor(pick), margin=cfg.rank_margin)
+        if cfg.ordinal != "none":
+            ordinal = L.coral_loss if cfg.ordinal == "coral" else L.corn_loss
+            total = total + cfg.ordinal_weight * ordinal(out["ordinal"], self.levels)
+        aux = prep.aux
+        if aux is not None and cfg.tier_rank_weight and len(aux["pairs"]):
+            pick = aux["pairs"][self.rng.choice(len(aux["pairs"]),
+                                                min(cfg.tier_pairs, len(aux["pairs"])), replace=False)]
+            rows, inverse = np.unique(pick, return_inverse=True)
+            present = aux["present"][rows]
+            a_out = model(aux["audio"][rows], aux["midi"][rows], present)
+            inverse = inverse.reshape(pick.shape)
+            # an audio-only model cannot score the MIDI-only samples
+            usable = present[:, 0].numpy() if "midi" not in cfg.modalities else np.ones(len(rows), bool)
+            keep = usable[inverse].all(axis=1)
+            if keep.any():
+                total = total + cfg.tier_rank_weight * L.tier_ranking(
+                    a_out["quality"], aux["tier"][rows], torch.as_tensor(inverse[keep]),
+                    margin=cfg.tier_margin)
+        if aux is not None and cfg.weak_weight and len(aux["weak_rows"]) and "midi" in cfg.modalities:
+            rows = self.rng.choice(aux["weak_rows"], min(cfg.weak_samples, len(aux["weak_rows"])),
+                                   replace=False)
+            w_out = model(aux["audio"][rows], aux["midi"][rows], aux["present"][rows])
+            total = total + cfg.weak_weight * L.weak_label_loss(
+                w_out["tier"], torch.as_tensor(aux["weak"][rows], dtype=torch.float32))
+        return total
+
+    @torch.no_grad()
+    def val_loss(self, model: FusionRegressor, rows: np.ndarray) -> float:
+        model.eval()
+        pred = self.point_prediction(model(*self.inputs(rows, train=False)))
+        model.train()
+        return float(torch.nn.functional.mse_loss(pred, self.prep.y[rows]))
+
+    def run(self, val: np.ndarray | None, epochs: tuple[int, ...] | None = None):
+        """Train; with ``val`` early-stop each stage on it, else run ``epochs`` per stage.
+        Returns (model at its best, epochs per stage, history)."""
+        cfg = self.cfg
+        model = self.model()
+        staged = cfg.pretrain_heads and set(cfg.modalities) == {"audio", "midi"}
+        stages = [(1, cfg.stage1_epochs), (2, cfg.stage2_epochs)] if staged \
+            else [(0, cfg.stage1_epochs + cfg.stage2_epochs)]
+        val_rows = np.flatnonzero(val) if val is not None else None
+        best_epochs, history = [], []
+        for i, (stage, max_epochs) in enumerate(stages):
+            if stage == 0:
+                for p in model.parameters():
+                    p.requires_grad_(True)
+                groups = [{"params": list(model.parameters()), "lr": cfg.lr, "name": "all"}]
+            else:
+                groups = param_groups(model, stage, cfg.lr, cfg.encoder_lr_factor, cfg.unfreeze_top_k)
+            opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+            n_epochs = max_epochs if epochs is None else epochs[i]
+            best, best_epoch, best_state, waited = np.inf, 0, copy.deepcopy(model.state_dict()), 0
+            model.train()
+            for epoch in range(1, n_epochs + 1):
+                opt.zero_grad()
+                loss = self.loss(model)
+                loss.backward()
+                opt.step()
+                if val_rows is None:
+                    continue
+                v = self.val_loss(model, val_rows)
+                history.append({"stage": stage, "epoch": epoch, "train": loss.item(), "val": v})
+                if v < best - 1e-5:
+                    best, best_epoch, waited = v, epoch, 0
+                    best_state = copy.deepcopy(model.state_dict())
+                else:
+                    waited += 1
+                    if waited >= cfg.patience:
+                        break
+            if val_rows is None:
+                best_epoch = n_epochs
+            else:
+                model.load_state_dict(best_state)
+            best_epochs.append(best_epoch)
+        model.eval()
+        return model, tuple(best_epochs), history
+
+
+@dataclass
+class FoldFit:
+    models: list
+    trainers: list
+    epochs: list
+    val_loss: list
+    seconds: float
+
+    @torch.no_grad()
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        """Raw-scale predictions (mean over seeds), clipped to the training labels' range."""
+        preds = []
+        for model, trainer in zip(self.models, self.trainers):
+            out = model(*trainer.inputs(rows, train=False))
+            z = trainer.point_prediction(out).numpy()
+            _, _, y_mean, y_std = trainer.prep.scalers
+            preds.append(z * y_std + y_mean)
+        low, high = self.trainers[0].y_range
+        return np.clip(np.mean(preds, axis=0), low, high)
+
+
+def fit_fold(data: FusionData, train: np.ndarray, val: np.ndarray, cfg: FusionConfig,
+             contrastive: dict) -> FoldFit:
+    """Fold model(s) of ``cfg.n_seeds`` seeds: early-stopped on ``val`` rows, then (``refit``)
+    retrained on train + val rows for the best epoch counts."""
+    start = time.process_time()
+    torch.set_num_threads(1)
+    models, trainers, epochs, vals = [], [], [], []
+    for s in range(cfg.n_seeds):
+        seed = cfg.seed + s
+        prep = prepare(data, train, cfg, data.aux)
+        trainer = FoldTrainer(data, prep, train, cfg, seed, contrastive)
+        model, best, history = trainer.run(val if val.any() else None)
+        vals.append(min((h["val"] for h in history), default=float("nan")))
+        if cfg.refit and val.any():
+            rows = train | val
+            prep = prepare(data, rows, cfg, data.aux)
+            trainer = FoldTrainer(data, prep, rows, cfg, seed, contrastive)
+            model, _, _ = trainer.run(None, epochs=tuple(max(1, e) for e in best))
+        models.append(model)
+        trainers.append(trainer)
+        epochs.append(best)
+    return FoldFit(models, trainers, epochs, vals, time.process_time() - start)
+
+
+# ----------------------------------------------------------------------------- cross-fitting
+
+_SHARED: dict = {}  # set before the worker pool forks: the data is inherited, not pickled
+
+
+def fold_tasks(splits: "pd.DataFrame", split_names, n_folds: int):
+    """(split, k, train, val, held_out, test) for every fold model; lopo has one fold per
+    performer group. ``val`` = the inner validation rows (``inner_validation``)."""
+    from pianoeval.data.lopo import SPLIT_COLUMNS_WITH_LOPO, lopo_fold_masks
+    from pianoeval.data.splits import fold_masks
+    from pianoeval.models.audio import inner_validation
+
+    tasks = []
+    for split in split_names:
+        values = splits[SPLIT_COLUMNS_WITH_LOPO[split]].astype(str)
+        masks = list(lopo_fold_masks(values) if split == "lopo" else fold_masks(values, n_folds))
+        for k, train, held_out, test in masks:
+            val = inner_validation(values, k, len(masks), train)
+            tasks.append((split, k, train & ~val, val, held_out, test))
+    return tasks
+
+
+def _run_task(task):
+    split, k, train, val, held_out, test = task
+    fit = fit_fold(_SHARED["data"], train, val, _SHARED["cfg"], _SHARED["contrastive"])
+    out = {"held_out": fit.predict(np.flatnonzero(held_out)),
+           "test": fit.predict(np.flatnonzero(test)) if test.any() else None,
+           "epochs": fit.epochs, "val_loss": fit.val_loss, "cpu_seconds": fit.seconds}
+    return split, k, out
+
+
+def cross_fit_fusion(data: FusionData, splits: "pd.DataFrame", cfg: FusionConfig,
+                     contrastive: dict, split_names, n_folds: int = 4, n_jobs: int = 1):
+    """Predictions per protocol (``<split>_cv``, ``<split>_test``) and a summary per fold
+    model. ``splits`` rows are aligned with ``data.segments``."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    import pandas as pd
+    from tqdm import tqdm
+
+    from pianoeval.models.protocols import prediction_frame
+
+    if list(splits["segment"]) != list(data.segments):
+        raise ValueError("splits rows must be aligned with the data's segments")
+    tasks = fold_tasks(splits, split_names, n_folds)
+    _SHARED.update(data=data, cfg=cfg, contrastive=contrastive)
+    if n_jobs > 1:
+        with ProcessPoolExecutor(n_jobs, mp_context=mp.get_context("fork")) as pool:
+            results = list(tqdm(pool.map(_run_task, tasks), total=len(tasks), desc="fold models"))
+    else:
+        results = [_run_task(t) for t in tqdm(tasks, desc="fold models")]
+    predictions, summary = {}, {}
+    for (split, k, out), task in zip(results, tasks):
+        held_out, test = task[4], task[5]
+        predictions.setdefault(f"{split}_cv", []).append(
+            prediction_frame(data.segments[held_out], k, out["held_out"]))
+        if out["test"] is not None:
+            predictions.setdefault(f"{split}_test", []).append(
+                prediction_frame(data.segments[test], k, out["test"]))
+        summary[f"{split}_{k}"] = {"epochs": [list(e) for e in out["epochs"]],
+                                   "val_loss": [round(v, 6) for v in out["val_loss"]],
+                                   "cpu_seconds": out["cpu_seconds"]}
+    frames = {}
+    for protocol, parts in predictions.items():
+        keys = ["segment"] if protocol.endswith("_cv") else ["segment", "fold"]
+        frames[protocol] = pd.concat(parts).sort_values(keys, ignore_index=True)
+    return frames, summary

@@ -1,0 +1,35 @@
+"""DVC stage `ablation`: metrics/ablation.md, the audio+MIDI models' ablation table per
+protocol (from metrics/eval.json and metrics/train_fusion/<model>.json)."""
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from pianoeval.evaluate.ablation import ablation_markdown
+from pianoeval.params import load_params
+
+log = logging.getLogger("ablation")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--eval", default="metrics/eval.json")
+    parser.add_argument("--configs", default="metrics/train_fusion")
+    parser.add_argument("--out", default="metrics/ablation.md")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    eval_dict = json.loads(Path(args.eval).read_text())
+    configs = {}
+    for model in load_params("train_fusion", args.params)["models"]:
+        path = Path(args.configs) / f"{model}.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no training record of {model}; run train_fusion@{model}")
+        configs[model] = json.loads(path.read_text())["config"]
+    protocols = load_params("evaluate", args.params)["protocols"]
+    Path(args.out).write_text(ablation_markdown(eval_dict, configs, protocols))
+    log.info("wrote %s (%d models)", args.out, len(configs))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""Contrastive alignment, fusion data and the fold-model training loop on small synthetic data."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pianoeval.data.dimensions import DIMENSIONS
+from pianoeval.train.contrastive import (ContrastiveConfig, draw_views, info_nce, project,
+                                         retrieval_recall, train_heads)
+from pianoeval.train.fusion import FoldTrainer, FusionConfig, fit_fold, fold_tasks, prepare
+from pianoeval.train.fusion_data import Aux, FusionData, Standardizer, load_aux, same_passage_pairs
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def test_info_nce_hand_value_and_minimal_for_aligned_pairs():
+    z = torch.eye(4)
+    tau = 0.5
+    # aligned: every row's logits are 1/tau on the diagonal, 0 elsewhere, in both directions
+    expected = -math.log(math.exp(2.0) / (math.exp(2.0) + 3))
+    assert info_nce(z, z, tau).item() == pytest.approx(expected, rel=1e-6)
+    shuffled = z[[1, 2, 3, 0]]
+    assert info_nce(z, shuffled, tau).item() > info_nce(z, z, tau).item() + 1.0
+    with pytest.raises(ValueError, match="equal shape"):
+        info_nce(z, z[:3], tau)
+
+
+def test_retrieval_recall_counts_the_partner_rank():
+    a = np.array([[1.0, 0.0], [0.0, 1.0], [0.7, 0.7]])
+    m = np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    # audio row 1 (0,1): most similar MIDI is row 2 (1.0) then its partner row 1 (0.8): rank 2
+    # audio row 2 (.7,.7): MIDI 1 scores 0.98 > partner 0.7 and MIDI 0 ties 0.7: rank 2
+    r = retrieval_recall(a, m, ks=(1, 2))
+    assert r["audio_to_midi@1"] == pytest.approx(1 / 3)
+    assert r["audio_to_midi@2"] == pytest.approx(1.0)
+    # MIDI row 1 (.6,.8): audio 2 scores 0.98 > partner 0.8: rank 2; MIDI row 2 (0,1): audio 1
+    # scores 1.0 > partner 0.7: rank 2; MIDI row 0: rank 1
+    assert r["midi_to_audio@1"] == pytest.approx(1 / 3)
+    assert r["midi_to_audio@2"] == pytest.approx(1.0)
+
+
+def test_draw_views_only_picks_available_views():
+    views = np.stack([np.zeros((50, 2)), np.ones((50, 2))])
+    available = np.stack([np.ones(50, bool), np.arange(50) % 2 == 0])
+    out = draw_views(views, available, np.random.default_rng(0))
+    assert (out[1::2] == 0).all()  # odd rows have only view 0
+    assert 0 < out[::2, 0].mean() < 1  # even rows draw both
+
+
+def test_contrastive_training_makes_pairs_retrievable():
+    rng = np.random.default_rng(0)
+    latent = rng.normal(size=(80, 6))
+    audio = latent @ rng.normal(size=(6, 12)) + 0.05 * rng.normal(size=(80, 12))
+    midi = latent @ rng.normal(size=(6, 9))
+    cfg = ContrastiveConfig(d_shared=16, epochs=150, batch_size=40, lr=3e-3, dropout=0.0)
+    heads, history = train_heads([audio], midi, cfg)
+    assert history[-1]["loss"] < history[0]["loss"]
+    after = retrieval_recall(*project(heads, audio, midi))
+    assert after["audio_to_midi@1"] > 0.5 and after["midi_to_audio@1"] > 0.5  # chance: 1/80
+
+
+def test_standardizer_keeps_all_nan_columns():
+    X = np.array([[1.0, np.nan, 3.0], [3.0, np.nan, np.nan], [5.0, np.nan, 5.0]])
+    Z = Standardizer().fit(X).transform(X)
+    assert Z.shape == (3, 3) and np.isfinite(Z).all()
+    assert (Z[:, 1] == 0).all()
+    assert Z[1, 2] == pytest.approx(0.0)  # the median 4 fills the gap: the column mean
+
+
+def test_same_passage_pairs():
+    pairs = same_passage_pairs(np.array(["a", "b", "a", "a", "c"]))
+    assert sorted(map(tuple, pairs)) == [(0, 2), (0, 3), (2, 3)]
+
+
+def synthetic(n_passages=8, n_performers=10, seed=0) -> tuple[FusionData, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    n = n_passages * n_performers
+    latent = rng.normal(size=(n, 4))
+    y = 0.5 + 0.1 * np.tanh(latent @ rng.normal(size=(4, len(DIMENSIONS))))
+    midi = latent @ rng.normal(size=(4, 7)) + 0.1 * rng.normal(size=(n, 7))
+    audio = latent @ rng.normal(size=(4, 10)) + 0.1 * rng.normal(size=(n, 10))
+    segments = np.array([f"Schubert_D960_mv2_8bars_{p}_{i}" for i in range(1, n_passages + 1)
+                         for p in range(n_performers)])
+    data = FusionData(segments=segments,
+                      passages=np.array([s.rsplit("_", 2)[0] + s[-2:] for s in segments]),
+                      y=y, midi=midi, audio={"sf": audio, "sf2": audio + 0.05},
+                      midi_columns=[f"m{i}" for i in range(7)],
+                      audio_columns=[f"emb_a{i}" for i in range(10)])
+    fold = np.array([str(i % 4) for i in range(n)])
+    fold[:n_performers] = "test"
+    splits = pd.DataFrame({"segment": segments, "piece_split": fold})
+    return data, splits
+
+
+CONTRASTIVE = {"epochs": 5, "batch_size": 32}
+
+
+def small_config(**over) -> FusionConfig:
+    base = dict(soundfonts=("sf", "sf2"), d_shared=16, head_hidden=16, stage1_epochs=60,
+                stage2_epochs=20, patience=10, lr=3e-3)
+    return FusionConfig(**{**base, **over})
+
+
+def test_fit_fold_learns_and_is_deterministic():
+    data, splits = synthetic()
+    (_, _, train, val, held, _), *_ = fold_tasks(splits, ["piece"], 4)
+    fits = [fit_fold(data, train, val, small_config(), CONTRASTIVE) for _ in range(2)]
+    preds = [f.predict(np.flatnonzero(held)) for f in fits]
+    np.testing.assert_allclose(preds[0], preds[1])
+    y = data.y[held]
+    r2 = 1 - ((preds[0] - y) ** 2).sum() / ((y - y.mean(0)) ** 2).sum()
+    assert r2 > 0.3, r2
+    assert len(fits[0].epochs[0]) == 2  # two stages: pretrained heads frozen, then unfrozen
+
+
+def test_stage_one_leaves_the_pretrained_heads_alone_and_stage_two_only_the_top_layer():
+    data, _ = synthetic()
+    train = np.ones(len(data.segments), bool)
+    cfg = small_config(unfreeze_top_k=1)
+    prep = prepare(data, train, cfg, None)
+    trainer = FoldTrainer(data, prep, train, cfg, seed=0, contrastive=CONTRASTIVE)
+    pretrained = {k: v.clone() for k, v in trainer.model().heads.state_dict().items()}
+    stage1, _, _ = trainer.run(None, epochs=(10, 0))
+    for key, value in stage1.heads.state_dict().items():
+        assert torch.equal(value, pretrained[key]), key
+    both, _, _ = FoldTrainer(data, prep, train, cfg, seed=0, contrastive=CONTRASTIVE).run(
+        None, epochs=(10, 10))
+    changed = {k for k, v in both.heads.state_dict().items() if not torch.equal(v, pretrained[k])}
+    assert changed == {f"{m}.fc2.{p}" for m in ("audio", "midi") for p in ("weight", "bias")}
+
+
+def test_aux_samples_of_held_out_segments_never_reach_a_fold():
+    data, splits = synthetic()
+    n = len(data.segments)
+    items = np.concatenate([data.segments, data.segments, ["maestro/window"] * 2])
+    tiers = np.array([0] * n + [2] * n + [0, 3])
+    data.aux = Aux(item=items, tier=tiers, midi=np.vstack([data.midi, data.midi, data.midi[:2]]),
+                   audio=np.full((2 * n + 2, 10), np.nan),
+                   weak=np.tile([0.1, 0.2, 0.3, 0.4], (2 * n + 2, 1)),
+                   pairs=np.array([[i, n + i] for i in range(n)] + [[2 * n, 2 * n + 1]]))
+    train = np.zeros(n, bool)
+    train[:20] = True
+    prep = prepare(data, train, small_config(tier_rank_weight=1.0), data.aux)
+    assert len(prep.aux["tier"]) == 2 * 20 + 2  # 20 training segments x 2 tiers + the window
+    assert len(prep.aux["pairs"]) == 21
+    fit = fit_fold(data, train, np.zeros(n, bool),
+                   small_config(tier_rank_weight=1.0, weak_weight=1.0, ordinal="coral",
+                                rank_weight=0.5, lds=True), CONTRASTIVE)
+    assert np.isfinite(fit.predict(np.arange(n))).all()
+
+
+def test_load_aux_maps_audio_columns_pairs_and_excluded_works():
+    samples = pd.DataFrame({
+        "sample": ["a#clean", "a#timing1", "b#audio1", "Schubert/Impromptu_op142/3@0#clean"],
+        "item": ["a", "a", "b", "Schubert/Impromptu_op142/3@0"],
+        "source": ["percepiano", "percepiano", "percepiano", "maestro"],
+        "tier": [0, 1, 1, 0], "m0": [1.0, 2.0, 3.0, 4.0], "audio_x": [np.nan, np.nan, 0.5, np.nan]})
+    pairs = pd.DataFrame({"better": ["a#clean"], "worse": ["a#timing1"]})
+    weak = pd.DataFrame({"sample": ["a#clean"], "p0": [0.7], "p1": [0.1], "p2": [0.1], "p3": [0.1]})
+    aux = load_aux(samples, pairs, weak, ["m0", "score_x"], ["emb_x"], [r"op[ ._]*142"])
+    assert list(aux.item) == ["a", "a", "b"]
+    assert np.isnan(aux.midi[:, 1]).all() and aux.audio[2, 0] == 0.5
+    assert aux.pairs.tolist() == [[0, 1]]
+    assert aux.weak[0].tolist() == [0.7, 0.1, 0.1, 0.1] and np.isnan(aux.weak[1]).all()
