@@ -318,16 +318,18 @@ def fit_fold(data: FusionData, train: np.ndarray, val: np.ndarray, cfg: FusionCo
     start = time.process_time()
     torch.set_num_threads(1)
     models, trainers, epochs, vals = [], [], [], []
+    refit = cfg.refit and val.any()
+    # the scalers depend on the rows only, not the seed: prepared once per row set
+    prep = prepare(data, train, cfg, data.aux)
+    refit_rows = train | val
+    refit_prep = prepare(data, refit_rows, cfg, data.aux) if refit else None
     for s in range(cfg.n_seeds):
         seed = cfg.seed + s
-        prep = prepare(data, train, cfg, data.aux)
         trainer = FoldTrainer(data, prep, train, cfg, seed, contrastive)
         model, best, history = trainer.run(val if val.any() else None)
         vals.append(min((h["val"] for h in history), default=float("nan")))
-        if cfg.refit and val.any():
-            rows = train | val
-            prep = prepare(data, rows, cfg, data.aux)
-            trainer = FoldTrainer(data, prep, rows, cfg, seed, contrastive)
+        if refit:
+            trainer = FoldTrainer(data, refit_prep, refit_rows, cfg, seed, contrastive)
             model, _, _ = trainer.run(None, epochs=tuple(max(1, e) for e in best))
         models.append(model)
         trainers.append(trainer)
