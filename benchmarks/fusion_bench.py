@@ -3,7 +3,8 @@
 Trains fold model 0 of the piece split for every model in ``train_fusion.models``, in one
 process with one torch thread (the stage runs ``train_fusion.n_jobs`` of these at once), on the
 full data: CPU seconds (contrastive head pre-training, both stages, the refit), steps per stage.
-Needs `dvc repro features encode_audio degrade weak_labels` first.
+Needs `dvc repro features encode_audio degrade weak_labels` first (and the ASAP window
+pairs: encode_audio.sources with maestro).
 
     .venv/bin/python benchmarks/fusion_bench.py [--out benchmarks/fusion.md]
 """
@@ -18,7 +19,7 @@ import pandas as pd
 from pianoeval.params import load_params
 from pianoeval.train.contrastive import ContrastiveConfig
 from pianoeval.train.fusion import FusionConfig, fit_fold, fold_tasks
-from pianoeval.train.fusion_data import load_aux, load_fusion_data
+from pianoeval.train.fusion_data import load_aux, load_fusion_data, load_window_pairs
 from pianoeval.train.sequence import _merge
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,10 +38,14 @@ def main() -> None:
     data = load_fusion_data(ROOT / "data/labels.csv", ROOT / "data/features/features.csv",
                             ROOT / "data/embeddings" / section["encoder"], section["source"],
                             list(base.soundfonts))
-    data.aux = load_aux(pd.read_csv(ROOT / "data/degrade/samples.csv", low_memory=False),
-                        pd.read_csv(ROOT / "data/degrade/pairs.csv"),
+    samples = pd.read_csv(ROOT / "data/degrade/samples.csv", low_memory=False)
+    exclude = load_params("tokenize", params)["exclude_works"]
+    data.aux = load_aux(samples, pd.read_csv(ROOT / "data/degrade/pairs.csv"),
                         pd.read_csv(ROOT / "data/weak_labels/labels.csv"), data.midi_columns,
-                        data.audio_columns, load_params("tokenize", params)["exclude_works"])
+                        data.audio_columns, exclude)
+    data.windows = load_window_pairs(samples, ROOT / "data/embeddings" / section["encoder"],
+                                     list(base.soundfonts), data.midi_columns, data.audio_columns,
+                                     exclude)
     splits = pd.read_csv(ROOT / "data/splits.csv", dtype=str).set_index("segment") \
         .loc[data.segments].reset_index()
     _, _, train, val, _, _ = fold_tasks(splits, ["piece"], load_params("splits", params)["n_folds"])[0]
@@ -60,7 +65,8 @@ def main() -> None:
         f"{datetime.date.today().isoformat()} with `benchmarks/fusion_bench.py` (fold model 0 "
         "of the piece split, early-stopped on its inner validation fold, then refitted on all "
         "training rows; other work may share the cores). A fold model's time covers the "
-        "contrastive pre-training of its heads, both stages and the refit. The stage trains "
+        f"contrastive pre-training of its heads ({len(data.windows.items)} ASAP window pairs "
+        "added where `pretrain_windows`), both stages and the refit. The stage trains "
         f"{section['n_jobs']} fold models at once.", "",
         "| model | fusion / modality | training segments | best steps (stage 1 / 2) | wall s | CPU s |",
         "|---|---|---|---|---|---|", *rows, ""])

@@ -20,7 +20,7 @@ from pianoeval.data.lopo import with_lopo
 from pianoeval.params import load_params
 from pianoeval.train.contrastive import ContrastiveConfig
 from pianoeval.train.fusion import FusionConfig, cross_fit_fusion
-from pianoeval.train.fusion_data import load_aux, load_fusion_data
+from pianoeval.train.fusion_data import load_aux, load_fusion_data, load_window_pairs
 from pianoeval.train.sequence import _merge
 
 log = logging.getLogger("train_fusion")
@@ -65,6 +65,12 @@ def main() -> None:
                                 pd.read_csv(args.weak), data.midi_columns, data.audio_columns,
                                 load_params("tokenize", args.params)["exclude_works"])
             log.info("degraded samples: %d, tier pairs %d", len(data.aux.tier), len(data.aux.pairs))
+        if cfg.uses_windows and data.windows is None:
+            data.windows = load_window_pairs(
+                pd.read_csv(args.samples, low_memory=False), Path(args.embeddings) / section["encoder"],
+                list(cfg.soundfonts), data.midi_columns, data.audio_columns,
+                load_params("tokenize", args.params)["exclude_works"])
+            log.info("ASAP window pairs for the heads' pre-training: %d", len(data.windows.items))
         log.info("%s: %s on %s", name, cfg, split_names)
         start = time.perf_counter()
         predictions, summary = cross_fit_fusion(data, splits, cfg, contrastive, split_names,

@@ -72,7 +72,7 @@ def test_pipeline_end_to_end(tmp_path):
     params["evaluate"]["n_resamples"] = 200
     # tiny profiles of the audio, alignment and sequence-model stages: the same code, less work
     params["render"]["workers"] = 1
-    params["render"]["maestro"]["max_performances"] = 2
+    params["render"]["maestro"]["max_performances"] = 1  # the degrade stage's window: one contrastive pair
     params["render"]["maestro"]["max_windows_per_performance"] = 1
     params["encode_audio"]["workers"] = 1
     params["train_audio"]["mlp"]["n_seeds"] = 1

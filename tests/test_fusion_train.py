@@ -170,3 +170,93 @@ def test_load_aux_maps_audio_columns_pairs_and_excluded_works():
     assert np.isnan(aux.midi[:, 1]).all() and aux.audio[2, 0] == 0.5
     assert aux.pairs.tolist() == [[0, 1]]
     assert aux.weak[0].tolist() == [0.7, 0.1, 0.1, 0.1] and np.isnan(aux.weak[1]).all()
+
+
+def _embeddings_root(root, rows):
+    """A tiny encode_audio output: (source, soundfont, item, file, pooled vector) rows."""
+    import json
+
+    from pianoeval.audio.encoders import save_embedding
+
+    root.mkdir()
+    (root / "config.json").write_text(json.dumps({"feature_names": ["x", "y"]}))
+    for _, _, _, file, vector in rows:
+        (root / file).parent.mkdir(parents=True, exist_ok=True)
+        save_embedding(root / file, {"pooled": np.asarray(vector, np.float32)})
+    pd.DataFrame([{"source": s, "soundfont": sf, "item": i, "file": f, "status": "ok", "error": "",
+                   "n_frames": 1} for s, sf, i, f, _ in rows]).to_csv(root / "index.csv", index=False)
+
+
+def test_window_name_and_its_errors():
+    from pianoeval.models.audio import window_name
+
+    assert window_name("maestro/FluidR3_GM/Bach/Fugue/bwv_846/Shi05M/00010000-00030000.safetensors") \
+        == "Bach/Fugue/bwv_846/Shi05M@10000-30000"
+    with pytest.raises(ValueError, match="not a windowed render"):
+        window_name("percepiano/FluidR3_GM/Beethoven_WoO80_thema_8bars_11_1.safetensors")
+
+
+def test_load_window_pairs_matches_renders_to_clean_windows_and_drops_excluded_works(tmp_path):
+    from pianoeval.train.fusion_data import load_window_pairs
+
+    perf = "maestro/{sf}/Bach/Fugue/bwv_846/Shi05M/{w}.safetensors"
+    rows = [("maestro", sf, "Bach/Fugue/bwv_846/Shi05M.mid", perf.format(sf=sf, w=w), vec)
+            for sf, shift in (("sfA", 0.0), ("sfB", 10.0))
+            for w, vec in (("00000000-00020000", [1 + shift, 2]), ("00010000-00030000", [3 + shift, 4]))]
+    rows.append(("maestro", "sfA", "Schubert/Impromptu_op142/3/X.mid",
+                 "maestro/sfA/Schubert/Impromptu_op142/3/X/00000000-00020000.safetensors", [9, 9]))
+    _embeddings_root(tmp_path / "emb", rows)
+    samples = pd.DataFrame({
+        "item": ["Bach/Fugue/bwv_846/Shi05M@10000-30000", "Bach/Fugue/bwv_846/Shi05M@10000-30000",
+                 "Bach/Fugue/bwv_846/Shi05M@0-20000", "Bach/Fugue/bwv_846/Shi05M@50000-70000",
+                 "Schubert/Impromptu_op142/3/X@0-20000", "seg_1"],
+        "source": ["maestro"] * 5 + ["percepiano"],
+        "family": ["clean", "timing", "clean", "clean", "clean", "clean"],
+        "work": ["maestro/Bach/Fugue/bwv_846"] * 4 + ["maestro/Schubert/Impromptu_op142/3", "p"],
+        "m0": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]})
+    pairs = load_window_pairs(samples, tmp_path / "emb", ["sfA", "sfB"], ["m0", "score_x"],
+                              ["emb_x", "emb_y"], [r"op[ ._]*142"])
+    # the unrendered window (50 s) and the excluded work are gone; sorted by item
+    assert pairs.items.tolist() == ["Bach/Fugue/bwv_846/Shi05M@0-20000",
+                                    "Bach/Fugue/bwv_846/Shi05M@10000-30000"]
+    assert pairs.midi[:, 0].tolist() == [3.0, 1.0] and np.isnan(pairs.midi[:, 1]).all()
+    assert pairs.audio["sfA"].tolist() == [[1, 2], [3, 4]]
+    assert pairs.audio["sfB"].tolist() == [[11, 2], [13, 4]]
+
+
+def test_window_pairs_join_the_heads_pretraining_only_when_asked():
+    from pianoeval.train.fusion_data import WindowPairs
+
+    data, _ = synthetic()
+    rng = np.random.default_rng(1)
+    data.windows = WindowPairs(items=np.array(["w1", "w2", "w3"]), works=np.array(["a", "a", "b"]),
+                               midi=rng.normal(size=(3, 7)),
+                               audio={"sf": rng.normal(size=(3, 10)),
+                                      "sf2": np.vstack([rng.normal(size=(2, 10)), np.full((1, 10), np.nan)])})
+    train = np.ones(len(data.segments), bool)
+    with_windows = prepare(data, train, small_config(), None)
+    views, midi = with_windows.windows
+    assert len(views) == 2 and midi.shape == (3, 7)
+    assert np.isnan(views[1][2]).all() and np.isfinite(views[0]).all()  # an absent view stays absent
+    # the scalers are the PercePiano training rows': the windows do not move them
+    assert np.allclose(with_windows.midi.numpy(), prepare(data, train, small_config(pretrain_windows=False), None).midi.numpy())
+    assert prepare(data, train, small_config(pretrain_windows=False), None).windows is None
+    assert prepare(data, train, small_config(modalities=("midi",)), None).windows is None
+    heads = [FoldTrainer(data, prep, train, small_config(), 0, CONTRASTIVE).model().heads.state_dict()
+             for prep in (with_windows, prepare(data, train, small_config(pretrain_windows=False), None))]
+    assert any(not torch.equal(heads[0][k], heads[1][k]) for k in heads[0])
+
+
+def test_heldout_retrieval_never_holds_out_training_only_rows():
+    from pianoeval.train.contrastive import heldout_retrieval, work_groups
+
+    rng = np.random.default_rng(0)
+    midi = rng.normal(size=(12, 5))
+    audio = midi @ rng.normal(size=(5, 6))
+    folds = ["0"] * 4 + ["1"] * 4 + [""] * 4
+    out = heldout_retrieval([audio], ["sf"], midi, folds, ContrastiveConfig(d_shared=8, epochs=2))
+    assert sorted(out["folds"]) == ["0", "1"]
+    assert [out["folds"][f]["sf"]["n"] for f in ("0", "1")] == [4, 4]
+    groups = work_groups(np.array(["a", "b", "a", "c", "d"]), 2, seed=0)
+    assert groups[0] == groups[2] and sorted(set(groups)) == ["0", "1"]
+    assert groups == work_groups(np.array(["a", "b", "a", "c", "d"]), 2, seed=0)

@@ -34,9 +34,23 @@ log = logging.getLogger(__name__)
 # ----------------------------------------------------------------------------- embeddings
 
 
-def load_pooled(root: str | Path, source: str, soundfont: str) -> tuple[pd.DataFrame, list[str]]:
+def window_name(file: str) -> str:
+    """A windowed render's embedding file ``<source>/<soundfont>/<performance>/<start ms>-<end
+    ms>.safetensors`` as ``<performance>@<start ms>-<end ms>`` (the degrade stage's item name)."""
+    path = Path(file)
+    if len(path.parts) < 4 or "-" not in path.stem:
+        raise ValueError(f"{file}: not a windowed render (<source>/<soundfont>/<performance>/"
+                         "<start ms>-<end ms>)")
+    start, end = (int(t) for t in path.stem.split("-"))
+    return f"{Path(*path.parts[2:-1]).as_posix()}@{start}-{end}"
+
+
+def load_pooled(root: str | Path, source: str, soundfont: str, windows: bool = False
+                ) -> tuple[pd.DataFrame, list[str]]:
     """The pooled embeddings of one (source, soundfont) as a table ``segment`` + ``emb_*``
-    columns (named after the encoder's feature names in ``config.json``)."""
+    columns (named after the encoder's feature names in ``config.json``). ``windows``: the
+    source's renders are windows of longer performances (ASAP/MAESTRO), named by
+    :func:`window_name` rather than by their performance."""
     from pianoeval.audio.encoders import load_embedding
 
     root = Path(root)
@@ -52,7 +66,8 @@ def load_pooled(root: str | Path, source: str, soundfont: str) -> tuple[pd.DataF
     if len(names) != matrix.shape[1]:
         names = [f"emb_{i:04d}" for i in range(matrix.shape[1])]
     table = pd.DataFrame(matrix.astype(float), columns=names)
-    table.insert(0, "segment", rows["item"].to_numpy())
+    table.insert(0, "segment", rows["file"].map(window_name).to_numpy() if windows
+                 else rows["item"].to_numpy())
     return table, names
 
 

@@ -142,20 +142,24 @@ def standardized(views: list[np.ndarray], midi: np.ndarray, train: np.ndarray
     stacked = np.concatenate([v[train] for v in views])
     audio_scaler = Standardizer().fit(stacked[~np.isnan(stacked).any(axis=1)])
     midi_scaler = Standardizer().fit(midi[train])
-    out = []
-    for v in views:
-        z = audio_scaler.transform(v)
-        z[np.isnan(v).any(axis=1)] = np.nan
-        out.append(z)
-    return out, midi_scaler.transform(midi)
+    return [audio_scaler.transform_view(v) for v in views], midi_scaler.transform(midi)
+
+
+def work_groups(works: np.ndarray, n_groups: int, seed: int) -> list[str]:
+    """Each row's group: the sorted distinct works shuffled (seeded) and dealt round-robin."""
+    distinct = np.random.default_rng(seed).permutation(sorted(set(works)))
+    group = {w: str(i % n_groups) for i, w in enumerate(distinct)}
+    return [group[w] for w in works]
 
 
 def heldout_retrieval(views: list[np.ndarray], view_names: list[str], midi: np.ndarray,
                       folds: np.ndarray, cfg: ContrastiveConfig, ks=(1, 5)) -> dict:
     """Recall@k on each held-out fold (e.g. a work), before (the same heads untrained) and
-    after contrastive training on the other folds; per audio view and averaged over folds."""
+    after contrastive training on the other folds; per audio view and averaged over folds.
+    Rows whose fold is "" are never held out (extra training pairs)."""
+    folds = np.asarray(folds, dtype=str)
     per_fold = {}
-    for fold in sorted(set(folds)):
+    for fold in sorted(set(folds) - {""}):
         train, held = folds != fold, folds == fold
         z_views, z_midi = standardized(views, midi, train)
         before = make_heads(views[0].shape[1], midi.shape[1], cfg)

@@ -4,7 +4,8 @@ A fold model sees only its training rows (and the degraded samples made from the
 full-batch (a few hundred rows of fixed vectors), so an epoch is one optimiser step:
 
 1. z-score both modalities and the labels on the training rows;
-2. (``pretrain_heads``) align the two projection heads contrastively on the training rows;
+2. (``pretrain_heads``) align the two projection heads contrastively on the training rows
+   (and, with ``pretrain_windows``, the unlabelled ASAP/MAESTRO window pairs);
 3. stage 1: heads frozen, fusion + trunk + outputs trained; stage 2: the top ``unfreeze_top_k``
    layers of each head join at ``encoder_lr_factor`` x the learning rate (heads trained from
    scratch skip the staging: everything trains from the start);
@@ -45,6 +46,7 @@ class FusionConfig:
     dropout: float = 0.1
     modality_dropout: float = 0.15
     pretrain_heads: bool = True
+    pretrain_windows: bool = True  # + the ASAP window pairs (FusionData.windows) in pre-training
     stage1_epochs: int = 300
     stage2_epochs: int = 150
     unfreeze_top_k: int = 1
@@ -87,6 +89,15 @@ class FusionConfig:
     def uses_aux(self) -> bool:
         return self.tier_rank_weight > 0 or self.weak_weight > 0
 
+    @property
+    def staged(self) -> bool:
+        """Contrastively pre-trained heads, then staged unfreezing (both modalities only)."""
+        return self.pretrain_heads and set(self.modalities) == {"audio", "midi"}
+
+    @property
+    def uses_windows(self) -> bool:
+        return self.staged and self.pretrain_windows
+
 
 @dataclass
 class Prepared:
@@ -99,6 +110,7 @@ class Prepared:
     y_raw: np.ndarray
     scalers: tuple
     aux: dict | None
+    windows: tuple[list[np.ndarray], np.ndarray] | None = None  # pre-training views, MIDI
 
 
 def prepare(data: FusionData, rows: np.ndarray, cfg: FusionConfig, aux: Aux | None) -> Prepared:
@@ -130,7 +142,11 @@ def prepare(data: FusionData, rows: np.ndarray, cfg: FusionConfig, aux: Aux | No
             "tier": torch.as_tensor(sub.tier), "pairs": sub.pairs,
             "weak": sub.weak, "weak_rows": np.flatnonzero(~np.isnan(sub.weak).any(axis=1)),
         }
-    return Prepared(views=views, available=available,
+    windows = None
+    if data.windows is not None and cfg.uses_windows:
+        windows = ([audio_scaler.transform_view(data.windows.audio[sf]) for sf in cfg.soundfonts],
+                   midi_scaler.transform(data.windows.midi))
+    return Prepared(views=views, available=available, windows=windows,
                     midi=torch.as_tensor(midi_scaler.transform(data.midi), dtype=torch.float32),
                     y=torch.as_tensor((data.y - y_mean) / y_std, dtype=torch.float32),
                     y_raw=data.y, scalers=(audio_scaler, midi_scaler, y_mean, y_std),
@@ -165,12 +181,17 @@ class FoldTrainer:
             modality_dropout=cfg.modality_dropout, fusion_kw=dict(cfg.fusion_kw),
             n_ordinal_levels=cfg.ordinal_levels if cfg.ordinal != "none" else 0,
             modalities=tuple(cfg.modalities))
-        if cfg.pretrain_heads and set(cfg.modalities) == {"audio", "midi"}:
+        if cfg.staged:
             ccfg = ContrastiveConfig(**{**self.contrastive, "d_shared": cfg.d_shared,
                                         "seed": self.seed})
             views = [np.where(a[self.train, None], v[self.train], np.nan)
                      for v, a in zip(self.prep.views, self.prep.available)]
-            heads, _ = train_heads(views, self.prep.midi[self.train].numpy(), ccfg)
+            midi = self.prep.midi[self.train].numpy()
+            if self.prep.windows is not None:
+                window_views, window_midi = self.prep.windows
+                views = [np.concatenate([v, w]) for v, w in zip(views, window_views)]
+                midi = np.concatenate([midi, window_midi])
+            heads, _ = train_heads(views, midi, ccfg)
             model.load_projection_heads(heads.state_dict())
         return model
 
@@ -249,7 +270,7 @@ class FoldTrainer:
         Returns (model at its best, epochs per stage, history)."""
         cfg = self.cfg
         model = self.model()
-        staged = cfg.pretrain_heads and set(cfg.modalities) == {"audio", "midi"}
+        staged = cfg.staged
         stages = [(1, cfg.stage1_epochs), (2, cfg.stage2_epochs)] if staged \
             else [(0, cfg.stage1_epochs + cfg.stage2_epochs)]
         val_rows = np.flatnonzero(val) if val is not None else None

@@ -45,6 +45,16 @@ class Aux:
 
 
 @dataclass
+class WindowPairs:
+    """Unlabelled ASAP/MAESTRO windows in both modalities: extra contrastive pairs."""
+
+    items: np.ndarray  # (m,) '<performance>@<start ms>-<end ms>'
+    works: np.ndarray  # (m,) the ASAP folder of the piece (the degrade stage's work)
+    midi: np.ndarray  # (m, d_midi), NaN where a feature is unknown
+    audio: dict[str, np.ndarray]  # soundfont -> (m, d_audio), NaN rows where not rendered
+
+
+@dataclass
 class FusionData:
     """PercePiano segments, row-aligned."""
 
@@ -56,6 +66,7 @@ class FusionData:
     midi_columns: list[str]
     audio_columns: list[str]
     aux: Aux | None = None
+    windows: WindowPairs | None = None
 
 
 def assemble(labels: pd.DataFrame, features: pd.DataFrame,
@@ -82,6 +93,12 @@ def assemble(labels: pd.DataFrame, features: pd.DataFrame,
                       midi_columns=midi_columns, audio_columns=audio_columns)
 
 
+def _excluded(items: pd.Series, exclude_works) -> np.ndarray:
+    """Items whose name matches one of the regexes ``exclude_works`` (PercePiano's works)."""
+    patterns = [re.compile(p, re.IGNORECASE) for p in exclude_works]
+    return items.map(lambda i: any(p.search(i) for p in patterns)).to_numpy(bool)
+
+
 def load_aux(samples: pd.DataFrame, pairs: pd.DataFrame, weak: pd.DataFrame,
              midi_columns: list[str], audio_columns: list[str],
              exclude_works: list[str] = ()) -> Aux:
@@ -92,9 +109,7 @@ def load_aux(samples: pd.DataFrame, pairs: pd.DataFrame, weak: pd.DataFrame,
     ``exclude_works`` (regexes for PercePiano's works) are dropped, so no other performance of
     an evaluated work enters training.
     """
-    patterns = [re.compile(p, re.IGNORECASE) for p in exclude_works]
-    keep = ~samples["item"].map(lambda i: any(p.search(i) for p in patterns)).to_numpy(bool) \
-        | (samples["source"] == "percepiano").to_numpy()
+    keep = ~_excluded(samples["item"], exclude_works) | (samples["source"] == "percepiano").to_numpy()
     samples = samples[keep].reset_index(drop=True)
     midi = samples.reindex(columns=midi_columns).to_numpy(float)
     degrade_audio = ["audio_" + c.removeprefix("emb_") for c in audio_columns]
@@ -147,6 +162,12 @@ class Standardizer:
         filled = np.where(np.isnan(X), self.median_, X)
         return np.clip((filled - self.mean_) / self.std_, -self.clip, self.clip)
 
+    def transform_view(self, view: np.ndarray) -> np.ndarray:
+        """``transform`` of an audio view whose absent rows (any NaN) stay all-NaN."""
+        z = self.transform(view)
+        z[np.isnan(view).any(axis=1)] = np.nan
+        return z
+
 
 def degraded_audio_views(samples: pd.DataFrame, segments: np.ndarray, audio_columns: list[str],
                          tiers: list[int]) -> list[np.ndarray]:
@@ -173,3 +194,28 @@ def load_fusion_data(labels_csv, features_csv, embeddings_root, source: str,
             raise ValueError(f"{embeddings_root}: {soundfont} embeddings have other columns")
         columns = cols
     return assemble(pd.read_csv(labels_csv), pd.read_csv(features_csv), tables, columns)
+
+
+def load_window_pairs(samples: pd.DataFrame, embeddings_root, soundfonts: list[str],
+                      midi_columns: list[str], audio_columns: list[str],
+                      exclude_works: list[str] = ()) -> WindowPairs:
+    """The clean ASAP/MAESTRO windows of the degrade stage (their MIDI features) that were also
+    rendered and encoded (windows of the same performances, ``render.maestro`` = the degrade
+    stage's ``sources.maestro`` selection). Windows of a work matching ``exclude_works`` are
+    dropped, as in :func:`load_aux`. A window without the first soundfont's audio is dropped."""
+    from pianoeval.models.audio import load_pooled
+
+    clean = samples[(samples["source"] == "maestro") & (samples["family"] == "clean")]
+    clean = clean[~_excluded(clean["item"], exclude_works)].drop_duplicates("item")
+    tables = {}
+    for soundfont in soundfonts:
+        table, cols = load_pooled(embeddings_root, "maestro", soundfont, windows=True)
+        if cols != audio_columns:
+            raise ValueError(f"{embeddings_root}: maestro {soundfont} embeddings have other columns")
+        tables[soundfont] = table.drop_duplicates("segment").set_index("segment")
+    clean = clean[clean["item"].isin(tables[soundfonts[0]].index)].sort_values("item")
+    items = clean["item"].to_numpy()
+    return WindowPairs(items=items, works=clean["work"].to_numpy(),
+                       midi=clean.reindex(columns=midi_columns).to_numpy(float),
+                       audio={sf: t.reindex(items)[audio_columns].to_numpy(float)
+                              for sf, t in tables.items()})
