@@ -47,7 +47,8 @@ def main() -> None:
         section = _merge(section, section["profiles"][section["profile"]])
     contrastive = ContrastiveConfig.settings(load_params("align_contrastive", args.params))
     n_folds = load_params("splits", args.params)["n_folds"]
-    data = None
+    exclude_works = load_params("tokenize", args.params)["exclude_works"]
+    data, samples = None, None
     for name in args.models:
         if name not in section["models"]:
             raise KeyError(f"no model {name!r} in train_fusion.models (have {sorted(section['models'])})")
@@ -60,16 +61,16 @@ def main() -> None:
                                     list(cfg.soundfonts))
             splits = with_lopo(pd.read_csv(args.splits, dtype=str)).set_index("segment") \
                 .loc[data.segments].reset_index()
+        if (cfg.uses_aux or cfg.uses_windows) and samples is None:
+            samples = pd.read_csv(args.samples, low_memory=False)
         if cfg.uses_aux and data.aux is None:
-            data.aux = load_aux(pd.read_csv(args.samples, low_memory=False), pd.read_csv(args.pairs),
-                                pd.read_csv(args.weak), data.midi_columns, data.audio_columns,
-                                load_params("tokenize", args.params)["exclude_works"])
+            data.aux = load_aux(samples, pd.read_csv(args.pairs), pd.read_csv(args.weak),
+                                data.midi_columns, data.audio_columns, exclude_works)
             log.info("degraded samples: %d, tier pairs %d", len(data.aux.tier), len(data.aux.pairs))
         if cfg.uses_windows and data.windows is None:
             data.windows = load_window_pairs(
-                pd.read_csv(args.samples, low_memory=False), Path(args.embeddings) / section["encoder"],
-                list(cfg.soundfonts), data.midi_columns, data.audio_columns,
-                load_params("tokenize", args.params)["exclude_works"])
+                samples, Path(args.embeddings) / section["encoder"], list(cfg.soundfonts),
+                data.midi_columns, data.audio_columns, exclude_works)
             log.info("ASAP window pairs for the heads' pre-training: %d", len(data.windows.items))
         log.info("%s: %s on %s", name, cfg, split_names)
         start = time.perf_counter()
