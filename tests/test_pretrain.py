@@ -201,3 +201,41 @@ def test_compare_pair_gives_both_r2_with_cis_and_williams_per_dimension():
     assert lo <= out["a"]["r2"] <= hi
     w = out["williams"]
     assert w["baseline"] == "b" and len(w["per_dim"]) == 19 and w["n_better_p05"] >= 15
+
+
+def test_layer_states_end_in_the_forward_output_and_the_mix_reads_every_depth():
+    cfg = MidiBertConfig(vocab_sizes=VOCAB, **{**TINY, "n_layers": 2})
+    reg = MidiBertRegressor(cfg, layer_mix=True).eval()
+    data = _token_data(3)
+    from pianoeval.train.pretrain import pad_batch
+    ids, valid = pad_batch(data.seqs, 0)
+    states = reg.bert.layer_states(ids, valid)
+    assert len(states) == 3 and all(s.shape == states[0].shape for s in states)
+    assert torch.allclose(states[-1][valid], reg.bert(ids, valid)[valid], atol=1e-6)
+    # every depth gets a gradient through the mix weights; without the mix there are none
+    reg(ids, valid).sum().backward()
+    assert reg.mix.weights.grad is not None and (reg.mix.weights.grad != 0).all()
+    assert not any(n.startswith("mix.") for n, _ in MidiBertRegressor(cfg).named_parameters())
+
+
+def test_head_stage_leaves_the_encoder_untouched_and_keeps_the_best_epoch():
+    data = _token_data(16)
+    Y = np.random.default_rng(3).uniform(0.2, 0.8, (16, 19))
+    model_cfg = MidiBertConfig(vocab_sizes=VOCAB, **TINY)
+    encoder = MidiBert(model_cfg).state_dict()
+    cfg = FinetuneConfig(batch_size=4, head_lr=3e-3, max_epochs=0, head_epochs=15,
+                         head_patience=15, layer_mix=True)
+    fm = fit_fold_bert(data, Y, np.arange(12), np.arange(12, 16), model_cfg, cfg, encoder)
+    for k, v in fm.model.bert.state_dict().items():
+        if not k.startswith("heads."):
+            assert torch.equal(v, encoder[k]), k  # frozen in the head stage
+    losses = [h["val_loss"] for h in fm.history]
+    assert len(losses) == 15 and all(h["stage"] == "head" for h in fm.history)
+    assert fm.best_epoch == int(np.argmin(losses)) and "state" not in fm.history[fm.best_epoch]
+    # then fine-tuning continues the history and may move the encoder
+    both = fit_fold_bert(data, Y, np.arange(12), np.arange(12, 16), model_cfg,
+                         FinetuneConfig(**{**cfg.__dict__, "max_epochs": 2, "patience": 5}), encoder)
+    assert [h["stage"] for h in both.history] == ["head"] * 15 + ["finetune"] * 2
+    with pytest.raises(ValueError, match="nothing to train"):
+        fit_fold_bert(data, Y, np.arange(12), np.arange(12, 16), model_cfg,
+                      FinetuneConfig(max_epochs=0, head_epochs=0), encoder)

@@ -48,14 +48,28 @@ class MidiBert(nn.Module):
 
     def forward(self, ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Hidden states (B, L, d_model); ``valid`` (B, L) is False at padding."""
+        x = self._embed(ids)
+        return self.norm(self.encoder(x, src_key_padding_mask=~valid))
+
+    def layer_states(self, ids: torch.Tensor, valid: torch.Tensor) -> list[torch.Tensor]:
+        """Every depth's states (B, L, d_model): the embeddings, each layer's residual stream,
+        the last one through the final norm (= ``forward``); ``n_layers + 1`` tensors."""
+        x = self._embed(ids)
+        states = [x]
+        for layer in self.encoder.layers:
+            x = layer(x, src_key_padding_mask=~valid)
+            states.append(x)
+        states[-1] = self.norm(x)
+        return states
+
+    def _embed(self, ids: torch.Tensor) -> torch.Tensor:
         B, L, F = ids.shape
         if F != len(self.embed):
             raise ValueError(f"ids have {F} fields, the model {len(self.embed)}")
         if L > self.cfg.max_len:
             raise ValueError(f"sequence of {L} tokens > max_len {self.cfg.max_len}")
         x = sum(emb(ids[..., f]) for f, emb in enumerate(self.embed))
-        x = self.drop(x + self.pos(torch.arange(L, device=ids.device)))
-        return self.norm(self.encoder(x, src_key_padding_mask=~valid))
+        return self.drop(x + self.pos(torch.arange(L, device=ids.device)))
 
     def mlm_logits(self, hidden: torch.Tensor) -> list[torch.Tensor]:
         """Per field (B, L, vocab_f)."""
@@ -83,19 +97,47 @@ class AttentionPool(nn.Module):
         return torch.einsum("bl,bld->bd", torch.softmax(s, dim=1), h)
 
 
-class MidiBertRegressor(nn.Module):
-    """Encoder -> attention pooling -> dropout -> linear ``n_outputs`` (the 19 dimensions)."""
+class ScalarMix(nn.Module):
+    """ELMo's scalar mix of the encoder's depths: h = gamma * sum_j softmax(w)_j LN(h_j), with
+    LN a layer norm without parameters (the residual streams grow with depth)."""
 
-    def __init__(self, cfg: MidiBertConfig, n_outputs: int = 19, head_dropout: float = 0.1):
+    def __init__(self, n_states: int):
+        super().__init__()
+        self.weights = nn.Parameter(torch.zeros(n_states))
+        self.gamma = nn.Parameter(torch.ones(()))
+
+    def forward(self, states: list[torch.Tensor]) -> torch.Tensor:
+        w = torch.softmax(self.weights, dim=0)
+        return self.gamma * sum(w[j] * nn.functional.layer_norm(h, h.shape[-1:])
+                                for j, h in enumerate(states))
+
+
+class MidiBertRegressor(nn.Module):
+    """Encoder -> (``layer_mix``: scalar mix of every depth, else the last) -> attention
+    pooling -> dropout -> linear ``n_outputs`` (the 19 dimensions). ``features`` and ``head``
+    split the two, so a frozen encoder's states can be computed once and the head trained on
+    them."""
+
+    def __init__(self, cfg: MidiBertConfig, n_outputs: int = 19, head_dropout: float = 0.1,
+                 layer_mix: bool = False):
         super().__init__()
         self.cfg = cfg
         self.bert = MidiBert(cfg)
+        self.mix = ScalarMix(cfg.n_layers + 1) if layer_mix else None
         self.pool = AttentionPool(cfg.d_model)
         self.drop = nn.Dropout(head_dropout)
         self.out = nn.Linear(cfg.d_model, n_outputs)
 
     def forward(self, ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        return self.out(self.drop(self.pool(self.bert(ids, valid), valid)))
+        return self.head(self.features(ids, valid), valid)
+
+    def features(self, ids: torch.Tensor, valid: torch.Tensor) -> list[torch.Tensor]:
+        """What the head reads: every depth's states with ``layer_mix``, else the last only."""
+        return self.bert.layer_states(ids, valid) if self.mix is not None else [self.bert(ids, valid)]
+
+    def head(self, states: list[torch.Tensor], valid: torch.Tensor) -> torch.Tensor:
+        h = self.mix(states) if self.mix is not None else states[-1]
+        return self.out(self.drop(self.pool(h, valid)))
 
     def load_encoder(self, state: dict) -> None:
         """Load pre-trained encoder weights (the MLM heads are dropped: not used here)."""

@@ -13,6 +13,12 @@ segment, a crop of the passage with the passage's labels; validation and test pr
 always read the whole (max_len) sequence.
 ``pretrained`` = encoder weights from pretrain_midi; otherwise the same architecture from its
 random initialisation (the ablation).
+
+Two optional parts of the recipe (the same for both variants): ``layer_mix`` lets the head read
+a learned scalar mix of every depth of the encoder rather than its last layer (a probe on the
+validation folds found the pre-trained encoder's last layer less informative than its mix), and
+``head_epochs`` trains the mix, pooling and head first on the frozen encoder (its states computed
+once), early-stopped on the validation fold, before the ``max_epochs`` of full fine-tuning.
 """
 from __future__ import annotations
 
@@ -51,6 +57,9 @@ class FinetuneConfig:
     grad_clip: float = 1.0
     head_dropout: float = 0.1
     train_crop: int | None = None  # training sequences: a random window of this many tokens
+    layer_mix: bool = False  # the head reads a scalar mix of every depth (else the last layer)
+    head_epochs: int = 0  # stage 1: mix, pooling and head on the frozen encoder (0: none)
+    head_patience: int = 10
     seed: int = 0
     num_threads: int = 1
     device: str = "cpu"
@@ -135,6 +144,8 @@ def fit_fold_bert(data: TokenData, Y: np.ndarray, train_idx, val_idx, model_cfg:
         raise ValueError(f"need training and validation rows, got {len(train_idx)} and {len(val_idx)}")
     if np.intersect1d(train_idx, val_idx).size:
         raise ValueError("training and validation rows overlap")
+    if cfg.head_epochs <= 0 and cfg.max_epochs <= 0:
+        raise ValueError("nothing to train: head_epochs and max_epochs are both 0")
     start = time.perf_counter()
     set_determinism(cfg.seed, cfg.num_threads, cfg.device)
     rng = np.random.default_rng(cfg.seed)
@@ -144,10 +155,18 @@ def fit_fold_bert(data: TokenData, Y: np.ndarray, train_idx, val_idx, model_cfg:
     z_train = torch.tensor((y_train - y_mean) / y_std, dtype=torch.float32)
     z_val = (Y[val_idx] - y_mean) / y_std
 
-    model = MidiBertRegressor(model_cfg, Y.shape[1], cfg.head_dropout)
+    model = MidiBertRegressor(model_cfg, Y.shape[1], cfg.head_dropout, cfg.layer_mix)
     if encoder_state is not None:
         model.load_encoder(encoder_state)
     model.to(cfg.device)
+    best, best_epoch, best_state, history = math.inf, -1, None, []
+    if cfg.head_epochs:
+        history = _train_head(model, data, train_idx, val_idx, z_train, z_val, cfg, rng)
+        best_epoch = int(np.argmin([h["val_loss"] for h in history]))
+        best, best_state = history[best_epoch]["val_loss"], history[best_epoch].pop("state")
+        for h in history:
+            h.pop("state", None)
+        model.load_state_dict(best_state)
     head = [p for n, p in model.named_parameters() if not n.startswith("bert.")]
     opt = torch.optim.AdamW([{"params": model.bert.parameters(), "lr": cfg.lr},
                              {"params": head, "lr": cfg.head_lr}], weight_decay=cfg.weight_decay)
@@ -155,8 +174,8 @@ def fit_fold_bert(data: TokenData, Y: np.ndarray, train_idx, val_idx, model_cfg:
     lengths = data.lengths(train_idx)
     total = cfg.max_epochs * math.ceil(len(train_idx) / cfg.batch_size)
 
-    best, best_epoch, best_state, history, step = math.inf, -1, None, [], 0
-    for epoch in range(cfg.max_epochs):
+    step, first = 0, len(history)
+    for epoch in range(first, first + cfg.max_epochs):
         model.train()
         loss_sum, count = 0.0, 0
         for part in length_batches(lengths, cfg.batch_size, rng):
@@ -175,8 +194,8 @@ def fit_fold_bert(data: TokenData, Y: np.ndarray, train_idx, val_idx, model_cfg:
             step += 1
         val = _predict_std(model, data, val_idx, model_cfg.pad_id, 4 * cfg.batch_size, cfg.device)
         val_loss = float(np.mean((val - z_val) ** 2))
-        history.append({"epoch": epoch, "train_loss": loss_sum / count, "val_loss": val_loss,
-                        "val_r2": _mean_r2(Y[val_idx], val * y_std + y_mean)})
+        history.append({"epoch": epoch, "stage": "finetune", "train_loss": loss_sum / count,
+                        "val_loss": val_loss, "val_r2": _mean_r2(Y[val_idx], val * y_std + y_mean)})
         if val_loss < best:
             best, best_epoch, best_state = val_loss, epoch, copy.deepcopy(model.state_dict())
         elif epoch - best_epoch >= cfg.patience:
@@ -185,6 +204,54 @@ def fit_fold_bert(data: TokenData, Y: np.ndarray, train_idx, val_idx, model_cfg:
     model.eval()
     return BertFoldModel(model, y_mean, y_std, y_train.min(0), y_train.max(0), best_epoch,
                          history, train_idx, val_idx, time.perf_counter() - start)
+
+
+@torch.no_grad()
+def _frozen_batches(model, data: TokenData, idx: np.ndarray, batch_size: int, device: str):
+    """(positions in idx, every state the head reads, valid mask) per batch of similar length,
+    with the encoder in eval mode (no dropout): computed once, reused by every head epoch."""
+    model.eval()
+    out = []
+    for part in length_batches(data.lengths(idx), batch_size, None):
+        ids, valid = pad_batch([data.seqs[i] for i in idx[part]], model.cfg.pad_id)
+        ids, valid = ids.to(device), valid.to(device)
+        out.append((part, model.features(ids, valid), valid))
+    return out
+
+
+def _train_head(model, data: TokenData, train_idx, val_idx, z_train: torch.Tensor,
+                z_val: np.ndarray, cfg: FinetuneConfig, rng: np.random.Generator) -> list[dict]:
+    """Stage 1: the mix, pooling and head trained on the frozen encoder's states; one record
+    per epoch, each with its ``state`` (the whole model's state dict) for the caller's choice."""
+    train = _frozen_batches(model, data, train_idx, cfg.batch_size, cfg.device)
+    val = _frozen_batches(model, data, val_idx, 4 * cfg.batch_size, cfg.device)
+    head = [p for n, p in model.named_parameters() if not n.startswith("bert.")]
+    opt = torch.optim.AdamW(head, lr=cfg.head_lr, weight_decay=cfg.weight_decay)
+    history, best = [], math.inf
+    for epoch in range(cfg.head_epochs):
+        model.train()
+        loss_sum = 0.0
+        for b in rng.permutation(len(train)):
+            part, states, valid = train[b]
+            loss = torch.mean((model.head(states, valid) - z_train[part].to(cfg.device)) ** 2)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(head, cfg.grad_clip)
+            opt.step()
+            loss_sum += loss.item() * len(part)
+        model.eval()
+        pred = np.zeros_like(z_val, dtype=np.float32)
+        with torch.no_grad():
+            for part, states, valid in val:
+                pred[part] = model.head(states, valid).cpu().numpy()
+        val_loss = float(np.mean((pred - z_val) ** 2))
+        history.append({"epoch": epoch, "stage": "head", "train_loss": loss_sum / len(train_idx),
+                        "val_loss": val_loss, "val_r2": _mean_r2(z_val, pred),  # R² is affine-invariant
+                        "state": copy.deepcopy(model.state_dict()) if val_loss < best else None})
+        best = min(best, val_loss)
+        if epoch - int(np.argmin([h["val_loss"] for h in history])) >= cfg.head_patience:
+            break
+    return history
 
 
 def predict_bert(fm: BertFoldModel, data: TokenData, idx, batch_size: int = 64,
