@@ -91,7 +91,7 @@ def test_pipeline_end_to_end(tmp_path):
     params["pretrain_midi"]["train"].update(steps=3, batch_size=2, seq_len=64, window_notes=40, warmup=1, checkpoint_every=2)
     params["pretrain_midi"]["eval"]["max_sequences"] = 8
     params["finetune_midi"]["n_jobs"] = 1
-    params["finetune_midi"]["train"]["max_epochs"] = 1
+    params["finetune_midi"]["train"].update(max_epochs=1, head_epochs=3)
     params["align_contrastive"]["epochs"] = 3
     params["train_fusion"]["n_jobs"] = 1
     params["train_fusion"]["model"].update(d_shared=16, head_hidden=16, stage1_epochs=8,
@@ -99,7 +99,7 @@ def test_pipeline_end_to_end(tmp_path):
     params["train_fusion"]["models"] = {  # every loss term in one model, lopo included
         "fusion_audio": {"modalities": ["audio"], "splits": ["piece"]},
         "fusion_midi": {"modalities": ["midi"], "splits": ["piece"]},
-        "fusion_gated": {"splits": ["piece", "lopo"], "rank_weight": 0.5, "ordinal": "coral",
+        "fusion_concat": {"splits": ["piece", "lopo"], "rank_weight": 0.5, "ordinal": "coral",
                          "tier_rank_weight": 0.5, "weak_weight": 0.5, "lds": True}}
     params["evaluate"]["models"] = [m for m in params["evaluate"]["models"]  # only those trained here
                                     if not m.startswith("fusion_") or m in params["train_fusion"]["models"]]
@@ -149,12 +149,12 @@ def test_pipeline_end_to_end(tmp_path):
     recall = contrastive["heldout_works"]["mean"]["FluidR3_GM"]
     assert set(recall) == {"before", "after", "chance"}
     assert 0.0 <= recall["after"]["audio_to_midi@1"] <= 1.0
-    gated = evaluation["fusion_gated"]
-    assert {"piece_cv", "piece_test", "lopo_cv"} <= set(gated)
-    assert gated["lopo_cv"]["n"] == n_segments  # every segment held out once
-    assert gated["piece_test"]["williams_single"]["reference"] in ("fusion_audio", "fusion_midi")
+    fused = evaluation["fusion_concat"]
+    assert {"piece_cv", "piece_test", "lopo_cv"} <= set(fused)
+    assert fused["lopo_cv"]["n"] == n_segments  # every segment held out once
+    assert fused["piece_test"]["williams_single"]["reference"] in ("fusion_audio", "fusion_midi")
     ablation = (repo / "metrics" / "ablation.md").read_text()
-    assert "## lopo_cv" in ablation and "| fusion_gated" in ablation.replace("**", "")
+    assert "## lopo_cv" in ablation and "| fusion_concat" in ablation.replace("**", "")
 
     assert "Data and pipelines are up to date" in run(["dvc", "repro"], repo, env)
 

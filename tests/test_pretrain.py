@@ -12,8 +12,8 @@ from pianoeval.models.midibert import MidiBert, MidiBertConfig, MidiBertRegresso
 from pianoeval.tokens.tokenizer import make_tokenizer, vocab_sizes
 from pianoeval.train.finetune import (FinetuneConfig, TokenData, cross_fit_midibert,
                                       fit_fold_bert, predict_bert)
-from pianoeval.train.pretrain import (IGNORE, CorpusSampler, PretrainConfig, evaluate_mlm,
-                                      lr_at, mask_tokens, pretrain)
+from pianoeval.train.pretrain import (IGNORE, CorpusSampler, PretrainConfig, batches,
+                                      evaluate_mlm, lr_at, mask_tokens, pretrain)
 
 VOCAB = [4, 68, 92, 35, 99]
 TOK_CFG = {"kind": "cpword", "tempo_bpm": 120.0, "beat_res": {"0-4": 16, "4-12": 4},
@@ -83,6 +83,16 @@ def test_sampler_batches_depend_only_on_seed_and_step():
     c, _ = sampler.batch(6)
     assert torch.equal(a, b) and torch.equal(va, vb) and not torch.equal(a, c)
     assert a.shape[1] <= cfg.seq_len and a.shape[2] == 5
+
+
+def test_loader_workers_draw_the_same_batches_in_order():
+    _, _, sampler = _setup()
+    inline = list(batches(sampler, 3, 11))
+    pooled = list(batches(sampler, 3, 11, workers=2))
+    assert len(inline) == len(pooled) == 8
+    for (a, va), (b, vb) in zip(inline, pooled):
+        assert torch.equal(a, b) and torch.equal(va, vb)
+    assert torch.equal(inline[2][0], sampler.batch(5)[0])
 
 
 class Killed(Exception):
@@ -236,6 +246,13 @@ def test_head_stage_leaves_the_encoder_untouched_and_keeps_the_best_epoch():
     both = fit_fold_bert(data, Y, np.arange(12), np.arange(12, 16), model_cfg,
                          FinetuneConfig(**{**cfg.__dict__, "max_epochs": 2, "patience": 5}), encoder)
     assert [h["stage"] for h in both.history] == ["head"] * 15 + ["finetune"] * 2
+    # patience counts fine-tuning epochs only: a head stage that peaked early (lr 0: flat
+    # validation loss, best epoch 0) does not cut fine-tuning short
+    flat = fit_fold_bert(data, Y, np.arange(12), np.arange(12, 16), model_cfg,
+                         FinetuneConfig(**{**cfg.__dict__, "head_lr": 0.0, "lr": 0.0,
+                                           "max_epochs": 2, "patience": 2}), encoder)
+    assert flat.best_epoch == 0
+    assert [h["stage"] for h in flat.history] == ["head"] * 15 + ["finetune"] * 2
     with pytest.raises(ValueError, match="nothing to train"):
         fit_fold_bert(data, Y, np.arange(12), np.arange(12, 16), model_cfg,
                       FinetuneConfig(max_epochs=0, head_epochs=0), encoder)

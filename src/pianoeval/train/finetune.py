@@ -198,7 +198,7 @@ def fit_fold_bert(data: TokenData, Y: np.ndarray, train_idx, val_idx, model_cfg:
                         "val_loss": val_loss, "val_r2": _mean_r2(Y[val_idx], val * y_std + y_mean)})
         if val_loss < best:
             best, best_epoch, best_state = val_loss, epoch, copy.deepcopy(model.state_dict())
-        elif epoch - best_epoch >= cfg.patience:
+        elif epoch - max(best_epoch, first - 1) >= cfg.patience:  # patience counts this stage's epochs
             break
     model.load_state_dict(best_state)
     model.eval()

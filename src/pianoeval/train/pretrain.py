@@ -20,12 +20,14 @@ learning-rate schedule and a resumable, seeded training loop.
 """
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import math
+import multiprocessing
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -60,6 +62,7 @@ class PretrainConfig:
     seed: int = 0
     num_threads: int = 1
     device: str = "cpu"
+    loader_workers: int = 0       # processes drawing batches ahead of the model (0: inline)
 
 
 def mask_tokens(ids: torch.Tensor, valid: torch.Tensor, rate: float, mask_id: int,
@@ -157,6 +160,41 @@ class CorpusSampler:
         return pad_batch(seqs, self.pad_id)
 
 
+_SAMPLER: CorpusSampler | None = None  # a loader worker's sampler (inherited through fork)
+
+
+def _init_worker(sampler: CorpusSampler) -> None:
+    global _SAMPLER
+    _SAMPLER = sampler
+    torch.set_num_threads(1)
+
+
+def _draw(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return _SAMPLER.batch(step)
+
+
+def batches(sampler: CorpusSampler, first: int, last: int, workers: int = 0
+            ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``sampler.batch(s)`` for s = first .. last - 1, in order. With ``workers`` > 0 they are
+    drawn in that many forked processes, at most 2 x workers steps ahead of the consumer: the
+    same batches (batch s depends only on (seed, s)), so an accelerator is not left waiting on
+    one CPU core's tokenising. A bounded window rather than ``Pool.imap``, which would queue
+    every remaining step at once."""
+    if workers <= 0:
+        yield from (sampler.batch(s) for s in range(first, last))
+        return
+    steps = iter(range(first, last))
+    with multiprocessing.get_context("fork").Pool(workers, _init_worker, (sampler,)) as pool:
+        pending = collections.deque(pool.apply_async(_draw, (s,)) for s in
+                                    (next(steps) for _ in range(min(2 * workers, last - first))))
+        while pending:
+            batch = pending.popleft().get()
+            step = next(steps, None)
+            if step is not None:
+                pending.append(pool.apply_async(_draw, (step,)))
+            yield batch
+
+
 def fingerprint(*parts) -> str:
     """Short hash of JSON-serialisable parts: a checkpoint from another configuration is not
     resumed."""
@@ -209,11 +247,12 @@ def pretrain(model_cfg: MidiBertConfig, cfg: PretrainConfig, sampler: CorpusSamp
 
     start, tokens, first = time.perf_counter(), 0, step
     gen = torch.Generator()
+    drawn = batches(sampler, step, cfg.steps, cfg.loader_workers)
     with open(log_path, "a") as log, tqdm(total=cfg.steps, initial=step, desc="pretrain",
                                           mininterval=10) as bar:
         while step < cfg.steps:
             model.train()
-            ids, valid = sampler.batch(step)
+            ids, valid = next(drawn)
             gen.manual_seed(cfg.seed * 1_000_003 + step)
             inputs, targets, _ = mask_tokens(ids, valid, cfg.mask_rate, mask_id,
                                              model_cfg.vocab_sizes, n_special, gen)
