@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from pianoeval.params import load_params
+from pianoeval.params import load_params, merge_params
 from pianoeval.train.contrastive import ContrastiveConfig
 from pianoeval.train.fusion import FusionConfig, fit_fold, fold_tasks
 from pianoeval.train.fusion_data import load_aux, load_fusion_data, load_window_pairs
-from pianoeval.train.sequence import _merge
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
@@ -52,7 +51,7 @@ def main() -> None:
     rows = []
     for name, spec in section["models"].items():
         spec = {k: v for k, v in (spec or {}).items() if k != "splits"}
-        cfg = FusionConfig.from_dict(_merge(section["model"], spec))
+        cfg = FusionConfig.from_dict(merge_params(section["model"], spec))
         start = time.perf_counter()
         fit = fit_fold(data, train, val, cfg, contrastive)
         rows.append(f"| {name} | {cfg.fusion if len(cfg.modalities) > 1 else '+'.join(cfg.modalities)} "

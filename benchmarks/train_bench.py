@@ -17,10 +17,10 @@ import pandas as pd
 
 from pianoeval.data.dimensions import DIMENSIONS
 from pianoeval.data.splits import SPLIT_COLUMNS, fold_masks
-from pianoeval.params import load_params
+from pianoeval.params import load_params, resolve_profile
 from pianoeval.train.data import load_notes
 from pianoeval.train.loop import fit_fold
-from pianoeval.train.sequence import ablation, all_feature_columns, resolve
+from pianoeval.train.sequence import ablation, all_feature_columns
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
@@ -31,7 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "train.md")
     args = parser.parse_args()
-    section = resolve(load_params("train_sequence", ROOT / "params.yaml"))
+    section = resolve_profile(load_params("train_sequence", ROOT / "params.yaml"), "train_sequence")
     labels = pd.read_csv(ROOT / "data" / "labels.csv")
     splits = pd.read_csv(ROOT / "data" / "splits.csv", dtype=str)
     notes = load_notes(pd.read_csv(ROOT / "data" / "align" / "percepiano" / "notes.csv"),

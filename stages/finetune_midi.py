@@ -20,9 +20,8 @@ import pandas as pd
 import torch
 
 from pianoeval.models.midibert import MidiBertConfig
-from pianoeval.params import load_params
+from pianoeval.params import load_params, resolve_profile
 from pianoeval.train.finetune import FinetuneConfig, cross_fit_midibert, load_token_data
-from pianoeval.train.pretrain import resolve_profile
 
 log = logging.getLogger("finetune_midi")
 

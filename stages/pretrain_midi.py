@@ -22,10 +22,10 @@ import torch
 
 from pianoeval.degrade.preserving import PreservingConfig
 from pianoeval.models.midibert import MidiBert, MidiBertConfig, n_parameters
-from pianoeval.params import load_params
+from pianoeval.params import load_params, resolve_profile
 from pianoeval.tokens.tokenizer import load_tokenizer, special_ids, vocab_sizes
 from pianoeval.train.pretrain import (CorpusSampler, PretrainConfig, evaluate_mlm, fingerprint,
-                                      load_sequences, pretrain, resolve_profile)
+                                      load_sequences, pretrain)
 
 log = logging.getLogger("pretrain_midi")
 

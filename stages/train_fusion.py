@@ -17,11 +17,10 @@ from pathlib import Path
 import pandas as pd
 
 from pianoeval.data.lopo import with_lopo
-from pianoeval.params import load_params
+from pianoeval.params import load_params, merge_params, resolve_profile
 from pianoeval.train.contrastive import ContrastiveConfig
 from pianoeval.train.fusion import FusionConfig, cross_fit_fusion
 from pianoeval.train.fusion_data import load_aux, load_fusion_data, load_window_pairs
-from pianoeval.train.sequence import _merge
 
 log = logging.getLogger("train_fusion")
 
@@ -42,9 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
-    section = load_params("train_fusion", args.params)
-    if section.get("profile"):
-        section = _merge(section, section["profiles"][section["profile"]])
+    section = resolve_profile(load_params("train_fusion", args.params), "train_fusion")
     contrastive = ContrastiveConfig.settings(load_params("align_contrastive", args.params))
     n_folds = load_params("splits", args.params)["n_folds"]
     exclude_works = load_params("tokenize", args.params)["exclude_works"]
@@ -54,7 +51,7 @@ def main() -> None:
             raise KeyError(f"no model {name!r} in train_fusion.models (have {sorted(section['models'])})")
         spec = dict(section["models"][name] or {})
         split_names = spec.pop("splits", section["splits"])
-        cfg = FusionConfig.from_dict(_merge(section["model"], spec))
+        cfg = FusionConfig.from_dict(merge_params(section["model"], spec))
         if data is None:
             data = load_fusion_data(args.labels, args.features,
                                     Path(args.embeddings) / section["encoder"], section["source"],

@@ -19,9 +19,9 @@ import pandas as pd
 import torch
 
 from pianoeval.models.hierarchical import HierarchicalAttentionModel, n_parameters
-from pianoeval.params import load_params
+from pianoeval.params import load_params, resolve_profile
 from pianoeval.train.data import load_notes
-from pianoeval.train.sequence import ablation, all_feature_columns, cross_fit_sequence, resolve
+from pianoeval.train.sequence import ablation, all_feature_columns, cross_fit_sequence
 
 log = logging.getLogger("train_sequence")
 
@@ -39,7 +39,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
-    section = resolve(load_params("train_sequence", args.params))
+    section = resolve_profile(load_params("train_sequence", args.params), "train_sequence")
     n_folds = load_params("splits", args.params)["n_folds"]
     labels = pd.read_csv(args.labels)
     splits = pd.read_csv(args.splits, dtype=str)

@@ -10,7 +10,8 @@ from pianoeval.models.hierarchical import (AttentionPool, Batch, HierarchicalAtt
                                            HierConfig, reverse_padded)
 from pianoeval.train.data import Standardiser, collate, load_notes
 from pianoeval.train.loop import TrainConfig, fit_fold, predict
-from pianoeval.train.sequence import ablation, cross_fit_sequence, resolve
+from pianoeval.params import resolve_profile
+from pianoeval.train.sequence import ablation, cross_fit_sequence
 
 PERF = ["pitch", "velocity", "log_ioi", "log_duration", "sustain_cc", "soft_cc"]
 ALIGNED = ["matched", "score_duration_beat", "local_tempo_ratio", "onset_dev_ms",
@@ -181,9 +182,11 @@ def test_profile_overrides_and_ablation_feature_groups():
                "train": {"max_epochs": 3},
                "models": {"a": {"features": ["performance"], "hierarchical": False},
                           "b": {"features": ["performance", "aligned"], "hierarchical": True}}}
-    resolved = resolve(section)
+    resolved = resolve_profile(section, "train_sequence")
     assert resolved["model"] == {"d_model": 128, "n_layers": 1} and resolved["device"] == "cuda"
     assert section["model"]["d_model"] == 64  # the params dict itself is untouched
+    with pytest.raises(KeyError, match="train_sequence.profile 'nope'"):
+        resolve_profile({**section, "profile": "nope"}, "train_sequence")
     cols, model_cfg, train_cfg = ablation(resolved, "b")
     assert cols == PERF + ALIGNED and model_cfg.hierarchical and model_cfg.n_features == 15
     assert ablation(resolved, "a")[0] == PERF and train_cfg.seed == 1

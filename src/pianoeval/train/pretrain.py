@@ -322,24 +322,6 @@ def evaluate_mlm(model: MidiBert, sequences: list[np.ndarray], pad_id: int, mask
             "cross_entropy_per_field": [round(float(c), 6) for c in ce]}
 
 
-def resolve_profile(section: dict, stage: str) -> dict:
-    """The params section with ``profiles[profile]`` merged over it (nested dicts merged key by
-    key); no profile: unchanged."""
-    profile = section.get("profile")
-    if not profile:
-        return section
-    profiles = section.get("profiles") or {}
-    if profile not in profiles:
-        raise KeyError(f"{stage}.profile {profile!r} not in profiles {sorted(profiles)}")
-
-    def merge(base: dict, over: dict) -> dict:
-        out = dict(base)
-        for k, v in over.items():
-            out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-        return out
-    return merge(section, profiles[profile])
-
-
 def load_sequences(path: str | Path, heldout: bool | None = None) -> list[np.ndarray]:
     """Token sequences from ``sequences.npz`` (all, or only held-out / only training ones)."""
     z = np.load(path)

@@ -6,7 +6,6 @@ profile) overrides shared keys.
 """
 from __future__ import annotations
 
-import copy
 import logging
 import multiprocessing as mp
 from collections.abc import Iterable
@@ -24,24 +23,6 @@ from pianoeval.train.loop import FoldModel, TrainConfig, fit_fold, predict
 
 log = logging.getLogger(__name__)
 FEATURE_GROUPS = ("performance_features", "aligned_features")
-
-
-def _merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in over.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-def resolve(section: dict) -> dict:
-    """The params section with ``profiles[profile]`` merged in (no profile: unchanged)."""
-    profile = section.get("profile")
-    if not profile:
-        return section
-    profiles = section.get("profiles") or {}
-    if profile not in profiles:
-        raise KeyError(f"train_sequence.profile {profile!r} not in profiles {sorted(profiles)}")
-    return _merge(section, profiles[profile])
 
 
 def ablation(section: dict, name: str) -> tuple[list[str], HierConfig, TrainConfig]:
