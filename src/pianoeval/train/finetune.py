@@ -227,7 +227,7 @@ def _train_head(model, data: TokenData, train_idx, val_idx, z_train: torch.Tenso
     val = _frozen_batches(model, data, val_idx, 4 * cfg.batch_size, cfg.device)
     head = [p for n, p in model.named_parameters() if not n.startswith("bert.")]
     opt = torch.optim.AdamW(head, lr=cfg.head_lr, weight_decay=cfg.weight_decay)
-    history, best = [], math.inf
+    history, best_epoch = [], -1
     for epoch in range(cfg.head_epochs):
         model.train()
         loss_sum = 0.0
@@ -245,11 +245,12 @@ def _train_head(model, data: TokenData, train_idx, val_idx, z_train: torch.Tenso
             for part, states, valid in val:
                 pred[part] = model.head(states, valid).cpu().numpy()
         val_loss = float(np.mean((pred - z_val) ** 2))
+        improved = best_epoch < 0 or val_loss < history[best_epoch]["val_loss"]
         history.append({"epoch": epoch, "stage": "head", "train_loss": loss_sum / len(train_idx),
                         "val_loss": val_loss, "val_r2": _mean_r2(z_val, pred),  # R² is affine-invariant
-                        "state": copy.deepcopy(model.state_dict()) if val_loss < best else None})
-        best = min(best, val_loss)
-        if epoch - int(np.argmin([h["val_loss"] for h in history])) >= cfg.head_patience:
+                        "state": copy.deepcopy(model.state_dict()) if improved else None})
+        best_epoch = epoch if improved else best_epoch
+        if epoch - best_epoch >= cfg.head_patience:
             break
     return history
 
