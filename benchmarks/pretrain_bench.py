@@ -115,9 +115,10 @@ def main() -> None:
     lines = [
         "# MIDI encoder throughput", "",
         f"Measured {datetime.date.today()} by `benchmarks/pretrain_bench.py` on {hardware()}, "
-        f"device `{device}`, {p['num_threads']} torch thread(s). The build machine's 2 cores "
-        "were shared with other jobs (an alignment run and another engineer's stages), so these "
-        "rates are pessimistic and vary between runs.", "",
+        f"device `{device}`, {p['num_threads']} torch thread(s). Drawing and the model step are "
+        "timed one after the other here; the stage overlaps them with "
+        f"`train.loader_workers` ({cfg.loader_workers}) loader processes, so its own rate (in its "
+        "log) comes close to the model step's.", "",
         f"Model: d_model {model_cfg.d_model}, {model_cfg.n_heads} heads, {model_cfg.n_layers} "
         f"layers, d_ff {model_cfg.d_ff}, {n_parameters(model):,} parameters; batches of "
         f"{cfg.batch_size} x {cfg.seq_len} tokens ({tok_params['tokenizer']['kind']}).", "",
@@ -131,7 +132,12 @@ def main() -> None:
         f"| fine-tuning (regressor, batches of {bs} PercePiano segments) | "
         f"{len(order) / t_ft:.1f} segments/s, {n_ft_tok / t_ft:,.0f} tokens/s |", "",
     ]
-    Path(args.out).write_text("\n".join(lines))
+    out = Path(args.out)
+    # the sections after this table (GPU runs, the position ablation) are written by hand or by
+    # other drivers: keep them
+    old = out.read_text() if out.is_file() else ""
+    kept = old[old.index("\n## "):] if "\n## " in old else ""
+    out.write_text("\n".join(lines) + kept)
     print("\n".join(lines))
 
 

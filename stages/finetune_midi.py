@@ -43,8 +43,8 @@ def main() -> None:
     n_folds = load_params("splits", args.params)["n_folds"]
     encoder = torch.load(args.encoder, weights_only=False)
     model_cfg = MidiBertConfig(**encoder["model_config"])  # the architecture is the pre-trained one
-    cfg = FinetuneConfig(**p["train"], seed=p["seed"], num_threads=p["num_threads"],
-                         device=p["device"])
+    cfg = FinetuneConfig(**p["train"], seed=p["seed"], n_seeds=p["n_seeds"],
+                         num_threads=p["num_threads"], device=p["device"])
     tokens = load_token_data(args.tokens, model_cfg.max_len)
     labels = pd.read_csv(args.labels)
     splits = pd.read_csv(args.splits, dtype=str)
@@ -57,7 +57,8 @@ def main() -> None:
         predictions, models = cross_fit_midibert(
             tokens, labels, splits, model_cfg, cfg,
             encoder["state_dict"] if pretrained else None, p["splits"], n_folds, p["n_jobs"])
-        log.info("%s: %d fold models in %.0f s", name, len(models), time.perf_counter() - start)
+        log.info("%s: %d fold models in %.0f s", name, sum(map(len, models.values())),
+                 time.perf_counter() - start)
 
         out = Path(args.predictions) / name
         out.mkdir(parents=True, exist_ok=True)
@@ -70,12 +71,14 @@ def main() -> None:
         logs.mkdir(parents=True, exist_ok=True)
         summary = {"pretrained": pretrained, "folds": {}}
         with open(logs / f"{name}.jsonl", "w") as f:
-            for fold, fm in models.items():
-                torch.save(fm.checkpoint(), ckpt / f"{fold}.pt")
-                for record in fm.history:
-                    f.write(json.dumps({"fold": fold, **_rounded(record)}) + "\n")
-                summary["folds"][fold] = {"best_epoch": fm.best_epoch, "epochs": len(fm.history),
-                                          **_rounded(fm.history[fm.best_epoch], skip="epoch")}
+            for fold, fms in models.items():
+                for i, fm in enumerate(fms):  # one seed keeps the plain fold name
+                    key = fold if len(fms) == 1 else f"{fold}_seed{cfg.seed + i}"
+                    torch.save(fm.checkpoint(), ckpt / f"{key}.pt")
+                    for record in fm.history:
+                        f.write(json.dumps({"fold": key, **_rounded(record)}) + "\n")
+                    summary["folds"][key] = {"best_epoch": fm.best_epoch, "epochs": len(fm.history),
+                                             **_rounded(fm.history[fm.best_epoch], skip="epoch")}
         (logs / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
 
 

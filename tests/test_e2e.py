@@ -87,7 +87,7 @@ def test_pipeline_end_to_end(tmp_path):
     params["degrade"]["audio"]["max_items"] = 12
     params["train_tiers"]["epochs"] = 30
     params["tokenize"]["max_len"] = 64
-    params["pretrain_midi"]["model"] = {"d_model": 16, "n_heads": 2, "n_layers": 1, "d_ff": 32, "dropout": 0.1}
+    params["pretrain_midi"]["model"].update(d_model=16, n_heads=2, n_layers=1, d_ff=32)
     params["pretrain_midi"]["train"].update(steps=3, batch_size=2, seq_len=64, window_notes=40, warmup=1, checkpoint_every=2)
     params["pretrain_midi"]["eval"]["max_sequences"] = 8
     params["finetune_midi"]["n_jobs"] = 1

@@ -13,7 +13,7 @@ from pianoeval.tokens.tokenizer import make_tokenizer, vocab_sizes
 from pianoeval.train.finetune import (FinetuneConfig, TokenData, cross_fit_midibert,
                                       fit_fold_bert, predict_bert)
 from pianoeval.train.pretrain import (IGNORE, CorpusSampler, PretrainConfig, batches,
-                                      evaluate_mlm, lr_at, mask_tokens, pretrain)
+                                      evaluate_mlm, lr_at, mask_tokens, pad_batch, pretrain)
 
 VOCAB = [4, 68, 92, 35, 99]
 TOK_CFG = {"kind": "cpword", "tempo_bpm": 120.0, "beat_res": {"0-4": 16, "4-12": 4},
@@ -192,8 +192,31 @@ def test_cross_fit_writes_every_protocol_and_never_trains_on_test():
     assert len(preds["piece_cv"]) == 32 and len(preds["piece_test"]) == 8 * 4
     assert preds["piece_test"].shape[1] == 2 + 19
     test_rows = set(range(8))
-    for fm in models.values():
-        assert not test_rows & set(fm.train_index) and not test_rows & set(fm.val_index)
+    for fms in models.values():
+        for fm in fms:
+            assert not test_rows & set(fm.train_index) and not test_rows & set(fm.val_index)
+
+
+def test_n_seeds_averages_the_runs_of_each_seed():
+    data = _token_data(24)
+    segs = list(data.segments)
+    labels = pd.DataFrame(np.random.default_rng(4).uniform(0, 1, (24, 19)), columns=list(DIMENSIONS))
+    labels.insert(0, "segment", segs)
+    piece = ["test"] * 4 + [str(i % 4) for i in range(20)]
+    splits = pd.DataFrame({"segment": segs, "piece_split": piece, "performer_split": piece,
+                           "work_split": piece})
+    model_cfg = MidiBertConfig(vocab_sizes=VOCAB, **TINY)
+    run = lambda **kw: cross_fit_midibert(data, labels, splits, model_cfg,
+                                          FinetuneConfig(batch_size=8, max_epochs=1, **kw),
+                                          None, ["piece"], 4)
+    both, models = run(n_seeds=2)
+    one, two = run(seed=0)[0], run(seed=1)[0]
+    assert all(len(fms) == 2 for fms in models.values())
+    for protocol in ("piece_cv", "piece_test"):
+        dims = list(DIMENSIONS)
+        assert not np.allclose(one[protocol][dims], two[protocol][dims])  # the seeds differ
+        np.testing.assert_allclose(both[protocol][dims], (one[protocol][dims] + two[protocol][dims]) / 2,
+                                   atol=1e-6)
 
 
 def test_compare_pair_gives_both_r2_with_cis_and_williams_per_dimension():
@@ -256,3 +279,36 @@ def test_head_stage_leaves_the_encoder_untouched_and_keeps_the_best_epoch():
     with pytest.raises(ValueError, match="nothing to train"):
         fit_fold_bert(data, Y, np.arange(12), np.arange(12, 16), model_cfg,
                       FinetuneConfig(max_epochs=0, head_epochs=0), encoder)
+
+
+def test_alibi_bias_is_minus_slope_times_distance_with_padding_keys_at_minus_inf():
+    bert = MidiBert(MidiBertConfig(vocab_sizes=VOCAB, **{**TINY, "n_heads": 4, "position": "alibi"}))
+    assert bert.pos is None and torch.allclose(bert.slopes, torch.tensor([2.0 ** -2, 2.0 ** -4,
+                                                                          2.0 ** -6, 2.0 ** -8]))
+    valid = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    bias = bert._attention_bias(valid)
+    assert bias.shape == (2, 4, 5, 5)
+    assert bias[0, 1, 4, 1].item() == pytest.approx(-3 * 2.0 ** -4)  # |4 - 1| = 3 positions apart
+    assert torch.equal(bias[0, 2], bias[0, 2].T) and (bias[0, :, range(5), range(5)] == 0).all()
+    assert torch.isinf(bias[1, :, :, 3:]).all() and torch.isfinite(bias[1, :, :, :3]).all()
+    with pytest.raises(ValueError, match="position"):
+        MidiBert(MidiBertConfig(vocab_sizes=VOCAB, **{**TINY, "position": "rotary"}))
+
+
+@pytest.mark.parametrize("position", ["learned", "alibi"])
+def test_encoder_ignores_padding_and_trains_and_infers_alike(position):
+    # nn.TransformerEncoderLayer's inference fast path returned NaN with ALiBi's per-head bias
+    torch.manual_seed(0)
+    bert = MidiBert(MidiBertConfig(vocab_sizes=VOCAB, **{**TINY, "dropout": 0.0,
+                                                         "position": position}))
+    ids, valid = pad_batch(_token_data(3).seqs, 0)
+    valid[1, valid[1].sum() // 2:] = False
+    ids[1][~valid[1]] = 0
+    trained = bert.train()(ids, valid)
+    with torch.no_grad():
+        inferred = bert.eval()(ids, valid)
+        longer = bert(torch.cat([ids, torch.zeros_like(ids[:, :7])], 1),
+                      torch.cat([valid, torch.zeros_like(valid[:, :7])], 1))[:, :ids.shape[1]]
+    assert torch.isfinite(inferred).all()
+    assert torch.allclose(trained, inferred, atol=1e-6)
+    assert torch.allclose(inferred[valid], longer[valid], atol=1e-5)

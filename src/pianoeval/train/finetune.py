@@ -22,6 +22,7 @@ once), early-stopped on the validation fold, before the ``max_epochs`` of full f
 """
 from __future__ import annotations
 
+import collections
 import copy
 import logging
 import math
@@ -29,7 +30,7 @@ import multiprocessing as mp
 import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -61,6 +62,7 @@ class FinetuneConfig:
     head_epochs: int = 0  # stage 1: mix, pooling and head on the frozen encoder (0: none)
     head_patience: int = 10
     seed: int = 0
+    n_seeds: int = 1  # fold models per fold, seeds seed .. seed + n_seeds - 1, predictions averaged
     num_threads: int = 1
     device: str = "cpu"
 
@@ -267,9 +269,11 @@ def cross_fit_midibert(tokens: TokenData, labels: pd.DataFrame, splits: pd.DataF
                        model_cfg: MidiBertConfig, cfg: FinetuneConfig,
                        encoder_state: dict | None, split_names: Iterable[str],
                        n_folds: int = 4, n_jobs: int = 1
-                       ) -> tuple[dict[str, pd.DataFrame], dict[str, BertFoldModel]]:
+                       ) -> tuple[dict[str, pd.DataFrame], dict[str, list[BertFoldModel]]]:
     """Fold models of every split (fold k: trained on what is neither fold k nor test,
-    early-stopped on fold k) and their predictions per protocol (``cross_fit_protocols``)."""
+    early-stopped on fold k; ``cfg.n_seeds`` of them, seeds ``cfg.seed + s``, predictions
+    averaged) and their predictions per protocol (``cross_fit_protocols``). Returns
+    ({protocol: frame}, {"<split>_<k>": [fold model per seed]})."""
     segments = sorted(set(labels["segment"]) & set(splits["segment"]) & set(tokens.segments))
     if not segments:
         raise ValueError("no segment has labels, a split and tokens")
@@ -277,34 +281,40 @@ def cross_fit_midibert(tokens: TokenData, labels: pd.DataFrame, splits: pd.DataF
     Y = labels.set_index("segment").loc[segments, list(DIMENSIONS)].to_numpy(float)
     split_rows = splits.set_index("segment").loc[segments].reset_index()
     split_names = list(split_names)
-    jobs = [(split, k, np.flatnonzero(train), np.flatnonzero(held))
+    jobs = [(split, k, replace(cfg, seed=cfg.seed + s), np.flatnonzero(train), np.flatnonzero(held))
             for split in split_names
-            for k, train, held, _ in fold_masks(split_rows[SPLIT_COLUMNS[split]], n_folds)]
-    fitted = {}
+            for k, train, held, _ in fold_masks(split_rows[SPLIT_COLUMNS[split]], n_folds)
+            for s in range(cfg.n_seeds)]
+    fitted = collections.defaultdict(dict)
 
-    def done(split, k, fm):
+    def done(split, k, seed, fm):
         best = fm.history[fm.best_epoch]
-        log.info("%s fold %d: best epoch %d of %d, val loss %.4f, val R2 %.3f, %.0f s", split, k,
-                 fm.best_epoch, len(fm.history), best["val_loss"], best["val_r2"], fm.seconds)
-        fitted[(split, k)] = fm
+        log.info("%s fold %d seed %d: best epoch %d of %d, val loss %.4f, val R2 %.3f, %.0f s",
+                 split, k, seed, fm.best_epoch, len(fm.history), best["val_loss"], best["val_r2"],
+                 fm.seconds)
+        fitted[(split, k)][seed] = fm
 
-    args = [(data, Y, tr, va, model_cfg, cfg, encoder_state) for _, _, tr, va in jobs]
+    args = [(data, Y, tr, va, model_cfg, c, encoder_state) for _, _, c, tr, va in jobs]
     if n_jobs <= 1:
-        for (split, k, _, _), a in zip(jobs, args):
-            done(split, k, fit_fold_bert(*a))
+        for (split, k, c, _, _), a in zip(jobs, args):
+            done(split, k, c.seed, fit_fold_bert(*a))
     else:
         with ProcessPoolExecutor(n_jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(fit_fold_bert, *a): (s, k) for (s, k, _, _), a in zip(jobs, args)}
+            futures = {pool.submit(fit_fold_bert, *a): (s, k, c.seed)
+                       for (s, k, c, _, _), a in zip(jobs, args)}
             for future in as_completed(futures):
                 done(*futures[future], future.result())
 
     def fit(split, k, train, held_out):
-        fm = fitted[(split, k)]
-        assert np.array_equal(fm.train_index, np.flatnonzero(train))
-        assert np.array_equal(fm.val_index, np.flatnonzero(held_out))
-        return fm
+        fms = [fitted[(split, k)][seed] for seed in sorted(fitted[(split, k)])]
+        for fm in fms:
+            assert np.array_equal(fm.train_index, np.flatnonzero(train))
+            assert np.array_equal(fm.val_index, np.flatnonzero(held_out))
+        return fms
 
-    def pred(fm, mask):
-        return predict_bert(fm, data, np.flatnonzero(mask), 4 * cfg.batch_size, cfg.device)
+    def pred(fms, mask):
+        # the mean of the seeds' (clipped) predictions: a seed ensemble, as train_fusion's n_seeds
+        return np.mean([predict_bert(fm, data, np.flatnonzero(mask), 4 * cfg.batch_size, cfg.device)
+                        for fm in fms], axis=0)
 
     return cross_fit_protocols(np.asarray(segments), split_rows, fit, pred, n_folds, split_names)
