@@ -3,8 +3,8 @@ pooling + 19-dim regression head for fine-tuning.
 
 Input ids are ``(B, L, F)``: F fields per token (CPWord: family, bar/position, pitch, velocity,
 duration; REMI: F = 1). A token's embedding is the sum of its fields' embeddings, fed to a
-pre-norm Transformer encoder. Padding (``pad_id`` in field 0)
-is masked out of attention. Where a token is:
+pre-norm Transformer encoder; padding (``pad_id`` in field 0) is masked out of attention. Where
+a token is in the sequence:
 
 * ``position: learned`` (BERT): a learned embedding is added, e_t = sum_f E_f[x_tf] + P[t];
 * ``position: alibi`` (Press et al. 2022, symmetric for an encoder): no position embedding;
