@@ -212,6 +212,8 @@ def test_n_seeds_averages_the_runs_of_each_seed():
     both, models = run(n_seeds=2)
     one, two = run(seed=0)[0], run(seed=1)[0]
     assert all(len(fms) == 2 for fms in models.values())
+    with pytest.raises(ValueError, match="n_seeds"):
+        run(n_seeds=0)
     for protocol in ("piece_cv", "piece_test"):
         dims = list(DIMENSIONS)
         assert not np.allclose(one[protocol][dims], two[protocol][dims])  # the seeds differ

@@ -274,6 +274,8 @@ def cross_fit_midibert(tokens: TokenData, labels: pd.DataFrame, splits: pd.DataF
     early-stopped on fold k; ``cfg.n_seeds`` of them, seeds ``cfg.seed + s``, predictions
     averaged) and their predictions per protocol (``cross_fit_protocols``). Returns
     ({protocol: frame}, {"<split>_<k>": [fold model per seed]})."""
+    if cfg.n_seeds < 1:
+        raise ValueError(f"n_seeds must be at least 1, got {cfg.n_seeds}")
     segments = sorted(set(labels["segment"]) & set(splits["segment"]) & set(tokens.segments))
     if not segments:
         raise ValueError("no segment has labels, a split and tokens")
