@@ -91,7 +91,7 @@ def test_pipeline_end_to_end(tmp_path):
     params["pretrain_midi"]["train"].update(steps=3, batch_size=2, seq_len=64, window_notes=40, warmup=1, checkpoint_every=2)
     params["pretrain_midi"]["eval"]["max_sequences"] = 8
     params["finetune_midi"]["n_jobs"] = 1
-    params["finetune_midi"]["train"].update(max_epochs=1, head_epochs=3)
+    params["finetune_midi"]["train"].update(max_epochs=1)
     params["align_contrastive"]["epochs"] = 3
     params["train_fusion"]["n_jobs"] = 1
     params["train_fusion"]["model"].update(d_shared=16, head_hidden=16, stage1_epochs=8,

@@ -8,7 +8,8 @@ import torch
 
 from pianoeval.data.dimensions import DIMENSIONS
 from pianoeval.data.midi import NOTE_DTYPE
-from pianoeval.models.midibert import MidiBert, MidiBertConfig, MidiBertRegressor
+from pianoeval.models.midibert import MidiBert, MidiBertConfig
+from pianoeval.models.midibert_head import MidiBertRegressor
 from pianoeval.tokens.tokenizer import make_tokenizer, vocab_sizes
 from pianoeval.train.finetune import (FinetuneConfig, TokenData, cross_fit_midibert,
                                       fit_fold_bert, predict_bert)
@@ -156,7 +157,8 @@ def test_finetune_overfits_a_tiny_set_and_predicts_19_dims():
                          warmup_frac=0.05, head_dropout=0.0)
     model_cfg = MidiBertConfig(vocab_sizes=VOCAB, **{**TINY, "dropout": 0.0})
     fm = fit_fold_bert(data, Y, np.arange(10), np.arange(10, 12), model_cfg, cfg)
-    assert fm.history[-1]["train_loss"] < 0.3 * fm.history[0]["train_loss"]
+    tuned = [h["train_loss"] for h in fm.history if h["stage"] == "finetune"]
+    assert len(tuned) == 60 and tuned[-1] < 0.3 * tuned[0]
     pred = predict_bert(fm, data, np.arange(12))
     assert pred.shape == (12, 19)
     assert (pred >= Y[:10].min(0) - 1e-9).all() and (pred <= Y[:10].max(0) + 1e-9).all()
@@ -238,7 +240,7 @@ def test_compare_pair_gives_both_r2_with_cis_and_williams_per_dimension():
     assert w["baseline"] == "b" and len(w["per_dim"]) == 19 and w["n_better_p05"] >= 15
 
 
-def test_layer_states_end_in_the_forward_output_and_the_mix_reads_every_depth():
+def test_layer_states_end_in_the_forward_output_and_the_head_pools_mean_and_std_of_each():
     cfg = MidiBertConfig(vocab_sizes=VOCAB, **{**TINY, "n_layers": 2})
     reg = MidiBertRegressor(cfg, layer_mix=True).eval()
     data = _token_data(3)
@@ -247,40 +249,53 @@ def test_layer_states_end_in_the_forward_output_and_the_mix_reads_every_depth():
     states = reg.bert.layer_states(ids, valid)
     assert len(states) == 3 and all(s.shape == states[0].shape for s in states)
     assert torch.allclose(states[-1][valid], reg.bert(ids, valid)[valid], atol=1e-6)
-    # every depth gets a gradient through the mix weights; without the mix there are none
-    reg(ids, valid).sum().backward()
-    assert reg.mix.weights.grad is not None and (reg.mix.weights.grad != 0).all()
-    assert not any(n.startswith("mix.") for n, _ in MidiBertRegressor(cfg).named_parameters())
+    # pooled = [mean, std] over the valid tokens of each depth, padding ignored
+    raw = reg.pool.raw(states, valid).detach().numpy()
+    assert raw.shape == (3, 2 * 16 * 3) and reg.out.in_features == 2 * 16 * 3
+    for i, n in enumerate(valid.sum(1).tolist()):
+        for j, h in enumerate(states):
+            h = h[i, :n].detach().numpy()
+            np.testing.assert_allclose(raw[i, 32 * j:32 * j + 16], h.mean(0), atol=1e-5)
+            np.testing.assert_allclose(raw[i, 32 * j + 16:32 * (j + 1)], h.std(0), atol=1e-3)
+    # the scaler standardises what it was set on; without layer_mix only the last depth is read
+    reg.pool.set_scaler(torch.as_tensor(raw))
+    z = reg.pool(states, valid).detach().numpy()
+    spread = raw.std(0) > 1e-3
+    assert spread.sum() > 80
+    np.testing.assert_allclose(z[:, spread].mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(z[:, spread].std(0), 1.0, atol=1e-3)
+    assert MidiBertRegressor(cfg).out.in_features == 2 * 16
 
 
-def test_head_stage_leaves_the_encoder_untouched_and_keeps_the_best_epoch():
+def test_ridge_stage_is_sklearn_ridge_on_frozen_pooled_features_then_finetuning_continues():
+    from sklearn.linear_model import RidgeCV
+
     data = _token_data(16)
     Y = np.random.default_rng(3).uniform(0.2, 0.8, (16, 19))
     model_cfg = MidiBertConfig(vocab_sizes=VOCAB, **TINY)
     encoder = MidiBert(model_cfg).state_dict()
-    cfg = FinetuneConfig(batch_size=4, head_lr=3e-3, max_epochs=0, head_epochs=15,
-                         head_patience=15, layer_mix=True)
+    cfg = FinetuneConfig(batch_size=4, max_epochs=0, layer_mix=True, ridge_alphas=(0.1, 10.0, 1000.0))
     fm = fit_fold_bert(data, Y, np.arange(12), np.arange(12, 16), model_cfg, cfg, encoder)
     for k, v in fm.model.bert.state_dict().items():
         if not k.startswith("heads."):
-            assert torch.equal(v, encoder[k]), k  # frozen in the head stage
-    losses = [h["val_loss"] for h in fm.history]
-    assert len(losses) == 15 and all(h["stage"] == "head" for h in fm.history)
-    assert fm.best_epoch == int(np.argmin(losses)) and "state" not in fm.history[fm.best_epoch]
+            assert torch.equal(v, encoder[k]), k  # frozen in the ridge stage
+    assert [h["stage"] for h in fm.history] == ["ridge"] and fm.best_epoch == 0
+    # the head's predictions are RidgeCV's on the standardised pooled features
+    from pianoeval.train.pretrain import pad_batch
+    with torch.no_grad():
+        ids, valid = pad_batch(data.seqs, 0)
+        raw = fm.model.pool.raw(fm.model.features(ids, valid), valid).numpy()
+    x = (raw - raw[:12].mean(0)) / raw[:12].std(0)
+    ridge = RidgeCV(alphas=cfg.ridge_alphas).fit(x[:12], (Y[:12] - fm.y_mean) / fm.y_std)
+    assert fm.history[0]["alpha"] == ridge.alpha_
+    with torch.no_grad():
+        head = fm.model(ids, valid).numpy()
+    np.testing.assert_allclose(head, ridge.predict(x), atol=1e-3)
     # then fine-tuning continues the history and may move the encoder
     both = fit_fold_bert(data, Y, np.arange(12), np.arange(12, 16), model_cfg,
                          FinetuneConfig(**{**cfg.__dict__, "max_epochs": 2, "patience": 5}), encoder)
-    assert [h["stage"] for h in both.history] == ["head"] * 15 + ["finetune"] * 2
-    # patience counts fine-tuning epochs only: a head stage that peaked early (lr 0: flat
-    # validation loss, best epoch 0) does not cut fine-tuning short
-    flat = fit_fold_bert(data, Y, np.arange(12), np.arange(12, 16), model_cfg,
-                         FinetuneConfig(**{**cfg.__dict__, "head_lr": 0.0, "lr": 0.0,
-                                           "max_epochs": 2, "patience": 2}), encoder)
-    assert flat.best_epoch == 0
-    assert [h["stage"] for h in flat.history] == ["head"] * 15 + ["finetune"] * 2
-    with pytest.raises(ValueError, match="nothing to train"):
-        fit_fold_bert(data, Y, np.arange(12), np.arange(12, 16), model_cfg,
-                      FinetuneConfig(max_epochs=0, head_epochs=0), encoder)
+    assert [h["stage"] for h in both.history] == ["ridge", "finetune", "finetune"]
+    assert both.best_epoch == int(np.argmin([h["val_loss"] for h in both.history]))
 
 
 def test_alibi_bias_is_minus_slope_times_distance_with_padding_keys_at_minus_inf():

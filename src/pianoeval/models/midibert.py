@@ -1,5 +1,5 @@
-"""A MidiBERT-style Transformer encoder over MidiTok tokens, its masked-token heads, and a
-pooling + 19-dim regression head for fine-tuning.
+"""A MidiBERT-style Transformer encoder over MidiTok tokens and its masked-token heads (the
+regression head for fine-tuning is ``midibert_head``).
 
 Input ids are ``(B, L, F)``: F fields per token (CPWord: family, bar/position, pitch, velocity,
 duration; REMI: F = 1). A token's embedding is the sum of its fields' embeddings, fed to a
@@ -130,69 +130,6 @@ def _init(module: nn.Module) -> None:
         nn.init.normal_(module.weight, std=0.02)
         if isinstance(module, nn.Linear) and module.bias is not None:
             nn.init.zeros_(module.bias)
-
-
-class AttentionPool(nn.Module):
-    """Weighted mean of the hidden states: a_t = softmax_t(w . h_t) over valid tokens,
-    pooled = sum_t a_t h_t."""
-
-    def __init__(self, d_model: int):
-        super().__init__()
-        self.score = nn.Linear(d_model, 1)
-
-    def forward(self, h: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        s = self.score(h).squeeze(-1).masked_fill(~valid, float("-inf"))
-        return torch.einsum("bl,bld->bd", torch.softmax(s, dim=1), h)
-
-
-class ScalarMix(nn.Module):
-    """ELMo's scalar mix of the encoder's depths: h = gamma * sum_j softmax(w)_j LN(h_j), with
-    LN a layer norm without parameters (the residual streams grow with depth)."""
-
-    def __init__(self, n_states: int):
-        super().__init__()
-        self.weights = nn.Parameter(torch.zeros(n_states))
-        self.gamma = nn.Parameter(torch.ones(()))
-
-    def forward(self, states: list[torch.Tensor]) -> torch.Tensor:
-        w = torch.softmax(self.weights, dim=0)
-        return self.gamma * sum(w[j] * nn.functional.layer_norm(h, h.shape[-1:])
-                                for j, h in enumerate(states))
-
-
-class MidiBertRegressor(nn.Module):
-    """Encoder -> (``layer_mix``: scalar mix of every depth, else the last) -> attention
-    pooling -> dropout -> linear ``n_outputs`` (the 19 dimensions). ``features`` and ``head``
-    split the two, so a frozen encoder's states can be computed once and the head trained on
-    them."""
-
-    def __init__(self, cfg: MidiBertConfig, n_outputs: int = 19, head_dropout: float = 0.1,
-                 layer_mix: bool = False):
-        super().__init__()
-        self.cfg = cfg
-        self.bert = MidiBert(cfg)
-        self.mix = ScalarMix(cfg.n_layers + 1) if layer_mix else None
-        self.pool = AttentionPool(cfg.d_model)
-        self.drop = nn.Dropout(head_dropout)
-        self.out = nn.Linear(cfg.d_model, n_outputs)
-
-    def forward(self, ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(ids, valid), valid)
-
-    def features(self, ids: torch.Tensor, valid: torch.Tensor) -> list[torch.Tensor]:
-        """What the head reads: every depth's states with ``layer_mix``, else the last only."""
-        return self.bert.layer_states(ids, valid) if self.mix is not None else [self.bert(ids, valid)]
-
-    def head(self, states: list[torch.Tensor], valid: torch.Tensor) -> torch.Tensor:
-        h = self.mix(states) if self.mix is not None else states[-1]
-        return self.out(self.drop(self.pool(h, valid)))
-
-    def load_encoder(self, state: dict) -> None:
-        """Load pre-trained encoder weights (the MLM heads are dropped: not used here)."""
-        state = {k: v for k, v in state.items() if not k.startswith("heads.")}
-        missing, unexpected = self.bert.load_state_dict(state, strict=False)
-        if unexpected or [m for m in missing if not m.startswith("heads.")]:
-            raise KeyError(f"pre-trained weights do not fit: missing {missing}, unexpected {unexpected}")
 
 
 def n_parameters(model: nn.Module) -> int:
