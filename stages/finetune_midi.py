@@ -3,8 +3,10 @@ scratch, one model per fold of every split.
 
 For every variant in ``finetune_midi.models`` (default ``midibert_pretrained``: encoder weights
 from ``models/pretrain/encoder.pt``; ``midibert_scratch``: the same architecture, random init):
-out-of-fold and test-set predictions in ``metrics/predictions/<model>/<protocol>.csv``, fold
-checkpoints in ``models/finetune/<model>/<split>_<k>.pt``, per-epoch losses in
+out-of-fold and test-set predictions (the mean over the ``n_seeds`` fold models of each fold) in
+``metrics/predictions/<model>/<protocol>.csv``, each seed's own predictions in
+``models/finetune/<model>/predictions_seed<s>/<protocol>.csv``, fold checkpoints in
+``models/finetune/<model>/<split>_<k>[_seed<s>].pt``, per-epoch losses in
 ``metrics/finetune_midi/<model>.jsonl`` and a summary in ``metrics/finetune_midi/<model>.json``.
 """
 from __future__ import annotations
@@ -54,7 +56,7 @@ def main() -> None:
             raise KeyError(f"no variant {name!r} in finetune_midi.models (have: {sorted(p['models'])})")
         pretrained = bool(p["models"][name]["pretrained"])
         start = time.perf_counter()
-        predictions, models = cross_fit_midibert(
+        predictions, per_seed, models = cross_fit_midibert(
             tokens, labels, splits, model_cfg, cfg,
             encoder["state_dict"] if pretrained else None, p["splits"], n_folds, p["n_jobs"])
         log.info("%s: %d fold models in %.0f s", name, sum(map(len, models.values())),
@@ -67,13 +69,18 @@ def main() -> None:
         ckpt = Path(args.checkpoints) / name
         shutil.rmtree(ckpt, ignore_errors=True)
         ckpt.mkdir(parents=True)
+        for seed, frames in per_seed.items():  # each seed's single models, for compare_midibert
+            (ckpt / f"predictions_seed{seed}").mkdir()
+            for protocol, frame in frames.items():
+                frame.to_csv(ckpt / f"predictions_seed{seed}" / f"{protocol}.csv", index=False,
+                             float_format="%.6f")
         logs = Path(args.logs)
         logs.mkdir(parents=True, exist_ok=True)
         summary = {"pretrained": pretrained, "folds": {}}
         with open(logs / f"{name}.jsonl", "w") as f:
             for fold, fms in models.items():
-                for i, fm in enumerate(fms):  # one seed keeps the plain fold name
-                    key = fold if len(fms) == 1 else f"{fold}_seed{cfg.seed + i}"
+                for seed, fm in zip(per_seed, fms):  # one seed keeps the plain fold name
+                    key = fold if len(fms) == 1 else f"{fold}_seed{seed}"
                     torch.save(fm.checkpoint(), ckpt / f"{key}.pt")
                     for record in fm.history:
                         f.write(json.dumps({"fold": key, **_rounded(record)}) + "\n")

@@ -153,6 +153,9 @@ def test_pipeline_end_to_end(tmp_path):
     assert {"piece_cv", "piece_test", "lopo_cv"} <= set(fused)
     assert fused["lopo_cv"]["n"] == n_segments  # every segment held out once
     assert fused["piece_test"]["williams_single"]["reference"] in ("fusion_audio", "fusion_midi")
+    comparison = json.loads((repo / "metrics" / "midibert_comparison.json").read_text())
+    single = comparison["piece_test"]["seed_mean"]  # each fine-tuning seed's models compared too
+    assert single["seeds"] == params["finetune_midi"]["n_seeds"] == len(comparison["piece_test"]["per_seed"])
     ablation = (repo / "metrics" / "ablation.md").read_text()
     assert "## lopo_cv" in ablation and "| fusion_concat" in ablation.replace("**", "")
 

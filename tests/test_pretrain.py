@@ -189,7 +189,7 @@ def test_cross_fit_writes_every_protocol_and_never_trains_on_test():
                            "work_split": [str(i % 4) for i in range(40)]})
     cfg = FinetuneConfig(batch_size=8, max_epochs=1, patience=1)
     model_cfg = MidiBertConfig(vocab_sizes=VOCAB, **TINY)
-    preds, models = cross_fit_midibert(data, labels, splits, model_cfg, cfg, None, ["piece"], 4)
+    preds, _, models = cross_fit_midibert(data, labels, splits, model_cfg, cfg, None, ["piece"], 4)
     assert set(preds) == {"piece_cv", "piece_test"}
     assert len(preds["piece_cv"]) == 32 and len(preds["piece_test"]) == 8 * 4
     assert preds["piece_test"].shape[1] == 2 + 19
@@ -211,9 +211,9 @@ def test_n_seeds_averages_the_runs_of_each_seed():
     run = lambda **kw: cross_fit_midibert(data, labels, splits, model_cfg,
                                           FinetuneConfig(batch_size=8, max_epochs=1, **kw),
                                           None, ["piece"], 4)
-    both, models = run(n_seeds=2)
+    both, per_seed, models = run(n_seeds=2)
     one, two = run(seed=0)[0], run(seed=1)[0]
-    assert all(len(fms) == 2 for fms in models.values())
+    assert all(len(fms) == 2 for fms in models.values()) and sorted(per_seed) == [0, 1]
     with pytest.raises(ValueError, match="n_seeds"):
         run(n_seeds=0)
     for protocol in ("piece_cv", "piece_test"):
@@ -221,6 +221,9 @@ def test_n_seeds_averages_the_runs_of_each_seed():
         assert not np.allclose(one[protocol][dims], two[protocol][dims])  # the seeds differ
         np.testing.assert_allclose(both[protocol][dims], (one[protocol][dims] + two[protocol][dims]) / 2,
                                    atol=1e-6)
+        # each seed's own predictions are that seed's single run
+        np.testing.assert_allclose(per_seed[1][protocol][dims], two[protocol][dims], atol=1e-6)
+        assert per_seed[0][protocol]["segment"].tolist() == one[protocol]["segment"].tolist()
 
 
 def test_compare_pair_gives_both_r2_with_cis_and_williams_per_dimension():
@@ -238,6 +241,19 @@ def test_compare_pair_gives_both_r2_with_cis_and_williams_per_dimension():
     assert lo <= out["a"]["r2"] <= hi
     w = out["williams"]
     assert w["baseline"] == "b" and len(w["per_dim"]) == 19 and w["n_better_p05"] >= 15
+
+
+def test_summarise_seeds_averages_single_model_r2_and_counts_wins():
+    from pianoeval.evaluate.pairwise import summarise_seeds
+    per_seed = {f"seed{i}": {"a": {"r2": ra}, "b": {"r2": rb}, "r2_difference": ra - rb}
+                for i, (ra, rb) in enumerate([(0.4, 0.3), (0.35, 0.36), (0.45, 0.3)])}
+    out = summarise_seeds(per_seed, "a", "b")
+    assert out["a"] == pytest.approx(0.4) and out["b"] == pytest.approx(0.32)
+    assert out["r2_difference"] == pytest.approx(0.08)
+    assert out["r2_difference_range"] == pytest.approx([-0.01, 0.15])
+    assert out["seeds_a_better"] == 2 and out["seeds"] == 3
+    with pytest.raises(ValueError, match="no seeds"):
+        summarise_seeds({}, "a", "b")
 
 
 def test_layer_states_end_in_the_forward_output_and_the_head_pools_mean_and_std_of_each():

@@ -24,3 +24,16 @@ def compare_pair(pred_a: pd.DataFrame, pred_b: pd.DataFrame, labels: pd.DataFram
     williams = williams_vs_best_baseline(stacked, scores, [b], dims)[a]
     out = {m: {k: scores[m][k] for k in ("r2", "r2_ci", "pearson_r", "pearson_r_ci")} for m in (a, b)}
     return {**out, "r2_difference": round(scores[a]["r2"] - scores[b]["r2"], 6), "williams": williams}
+
+
+def summarise_seeds(per_seed: dict[str, dict], a: str, b: str) -> dict:
+    """Over ``per_seed`` (seed -> a ``compare_pair`` result): the mean R^2 of A's and of B's
+    single models, the mean, min and max of R^2_A - R^2_B, and in how many seeds A is ahead."""
+    if not per_seed:
+        raise ValueError("no seeds to summarise")
+    diff = [v["r2_difference"] for v in per_seed.values()]
+    return {a: round(sum(v[a]["r2"] for v in per_seed.values()) / len(diff), 6),
+            b: round(sum(v[b]["r2"] for v in per_seed.values()) / len(diff), 6),
+            "r2_difference": round(sum(diff) / len(diff), 6),
+            "r2_difference_range": [min(diff), max(diff)],
+            "seeds_a_better": sum(d > 0 for d in diff), "seeds": len(diff)}

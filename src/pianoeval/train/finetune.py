@@ -245,11 +245,13 @@ def cross_fit_midibert(tokens: TokenData, labels: pd.DataFrame, splits: pd.DataF
                        model_cfg: MidiBertConfig, cfg: FinetuneConfig,
                        encoder_state: dict | None, split_names: Iterable[str],
                        n_folds: int = 4, n_jobs: int = 1
-                       ) -> tuple[dict[str, pd.DataFrame], dict[str, list[BertFoldModel]]]:
+                       ) -> tuple[dict[str, pd.DataFrame], dict[int, dict[str, pd.DataFrame]],
+                                  dict[str, list[BertFoldModel]]]:
     """Fold models of every split (fold k: trained on what is neither fold k nor test,
-    early-stopped on fold k; ``cfg.n_seeds`` of them, seeds ``cfg.seed + s``, predictions
-    averaged) and their predictions per protocol (``cross_fit_protocols``). Returns
-    ({protocol: frame}, {"<split>_<k>": [fold model per seed]})."""
+    early-stopped on fold k; ``cfg.n_seeds`` of them, seeds ``cfg.seed + s``) and their
+    predictions per protocol (``cross_fit_protocols``). Returns ({protocol: frame of the seeds'
+    mean prediction}, {seed: {protocol: frame of that seed's models}},
+    {"<split>_<k>": [fold model per seed]})."""
     if cfg.n_seeds < 1:
         raise ValueError(f"n_seeds must be at least 1, got {cfg.n_seeds}")
     segments = sorted(set(labels["segment"]) & set(splits["segment"]) & set(tokens.segments))
@@ -259,10 +261,11 @@ def cross_fit_midibert(tokens: TokenData, labels: pd.DataFrame, splits: pd.DataF
     Y = labels.set_index("segment").loc[segments, list(DIMENSIONS)].to_numpy(float)
     split_rows = splits.set_index("segment").loc[segments].reset_index()
     split_names = list(split_names)
-    jobs = [(split, k, replace(cfg, seed=cfg.seed + s), np.flatnonzero(train), np.flatnonzero(held))
+    seeds = [cfg.seed + s for s in range(cfg.n_seeds)]
+    jobs = [(split, k, replace(cfg, seed=seed), np.flatnonzero(train), np.flatnonzero(held))
             for split in split_names
             for k, train, held, _ in fold_masks(split_rows[SPLIT_COLUMNS[split]], n_folds)
-            for s in range(cfg.n_seeds)]
+            for seed in seeds]
     fitted = collections.defaultdict(dict)
 
     def done(split, k, seed, fm):
@@ -283,16 +286,24 @@ def cross_fit_midibert(tokens: TokenData, labels: pd.DataFrame, splits: pd.DataF
             for future in as_completed(futures):
                 done(*futures[future], future.result())
 
-    def fit(split, k, train, held_out):
-        fms = [fitted[(split, k)][seed] for seed in sorted(fitted[(split, k)])]
-        for fm in fms:
+    def predict(fm, mask):
+        return predict_bert(fm, data, np.flatnonzero(mask), 4 * cfg.batch_size, cfg.device)
+
+    per_seed = {}
+    for seed in seeds:
+        def fit(split, k, train, held_out, seed=seed):
+            fm = fitted[(split, k)][seed]
             assert np.array_equal(fm.train_index, np.flatnonzero(train))
             assert np.array_equal(fm.val_index, np.flatnonzero(held_out))
-        return fms
+            return fm
 
-    def pred(fms, mask):
-        # the mean of the seeds' (clipped) predictions: a seed ensemble, as train_fusion's n_seeds
-        return np.mean([predict_bert(fm, data, np.flatnonzero(mask), 4 * cfg.batch_size, cfg.device)
-                        for fm in fms], axis=0)
-
-    return cross_fit_protocols(np.asarray(segments), split_rows, fit, pred, n_folds, split_names)
+        per_seed[seed], _ = cross_fit_protocols(np.asarray(segments), split_rows, fit, predict,
+                                                n_folds, split_names)
+    # the seeds' mean of the (clipped) predictions: a seed ensemble, as train_fusion's n_seeds
+    dims = list(DIMENSIONS)
+    mean = {}
+    for protocol, frame in per_seed[seeds[0]].items():
+        mean[protocol] = frame.copy()
+        mean[protocol][dims] = np.mean([per_seed[s][protocol][dims].to_numpy() for s in seeds], axis=0)
+    models = {f"{split}_{k}": [fitted[(split, k)][s] for s in seeds] for split, k, *_ in jobs}
+    return mean, per_seed, models
