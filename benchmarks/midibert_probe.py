@@ -20,13 +20,14 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pianoeval.data.dimensions import DIMENSIONS
+from pianoeval.data.splits import SPLIT_COLUMNS, fold_masks
 from pianoeval.models.midibert import MidiBertConfig
 from pianoeval.models.midibert_head import MidiBertRegressor
+from pianoeval.params import load_params
 from pianoeval.train.finetune import load_token_data
 from pianoeval.train.pretrain import pad_batch
 
 ROOT = Path(__file__).resolve().parents[1]
-FOLDS = ["0", "1", "2", "3"]
 
 
 @torch.no_grad()
@@ -40,13 +41,12 @@ def depth_features(reg: MidiBertRegressor, seqs: list[np.ndarray], n_depths: int
     return np.split(raw, n_depths, axis=1)  # per depth: [mean, std] of that depth
 
 
-def validation_r2(X: np.ndarray, Y: np.ndarray, folds: np.ndarray) -> float:
-    pred = np.full_like(Y, np.nan)
-    for k in FOLDS:
-        train, val = (folds != k) & (folds != "test"), folds == k
+def validation_r2(X: np.ndarray, Y: np.ndarray, split: pd.Series, n_folds: int) -> float:
+    pred, scored = np.full_like(Y, np.nan), np.zeros(len(Y), bool)
+    for _, train, held_out, _ in fold_masks(split, n_folds):
         model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-1, 4, 11)))
-        pred[val] = model.fit(X[train], Y[train]).predict(X[val])
-    scored = np.isin(folds, FOLDS)
+        pred[held_out] = model.fit(X[train], Y[train]).predict(X[held_out])
+        scored |= held_out
     return round(float(r2_score(Y[scored], pred[scored])), 3)
 
 
@@ -61,6 +61,7 @@ def main() -> None:
     tokens = load_token_data(ROOT / "data/tokens/percepiano.npz", cfg.max_len)
     labels = pd.read_csv(ROOT / "data/labels.csv").set_index("segment")
     splits = pd.read_csv(ROOT / "data/splits.csv", dtype=str).set_index("segment")
+    n_folds = load_params("splits", ROOT / "params.yaml")["n_folds"]
     segments = sorted(set(labels.index) & set(tokens.segments))
     seqs = tokens.select(segments).seqs
     Y = labels.loc[segments, list(DIMENSIONS)].to_numpy(float)
@@ -73,9 +74,10 @@ def main() -> None:
         depths = depth_features(reg, seqs, cfg.n_layers + 1)
         result[name] = {}
         for split in ("piece", "performer"):
-            folds = splits.loc[segments, f"{split}_split"].to_numpy()
-            result[name][split] = {"per_depth": [validation_r2(X, Y, folds) for X in depths],
-                                   "all_depths": validation_r2(np.concatenate(depths, 1), Y, folds)}
+            folds = splits.loc[segments, SPLIT_COLUMNS[split]]
+            result[name][split] = {
+                "per_depth": [validation_r2(X, Y, folds, n_folds) for X in depths],
+                "all_depths": validation_r2(np.concatenate(depths, 1), Y, folds, n_folds)}
         print(name, json.dumps(result[name]), flush=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
 

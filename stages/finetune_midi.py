@@ -62,18 +62,12 @@ def main() -> None:
         log.info("%s: %d fold models in %.0f s", name, sum(map(len, models.values())),
                  time.perf_counter() - start)
 
-        out = Path(args.predictions) / name
-        out.mkdir(parents=True, exist_ok=True)
-        for protocol, frame in predictions.items():
-            frame.to_csv(out / f"{protocol}.csv", index=False, float_format="%.6f")
+        _write_predictions(Path(args.predictions) / name, predictions)
         ckpt = Path(args.checkpoints) / name
         shutil.rmtree(ckpt, ignore_errors=True)
         ckpt.mkdir(parents=True)
         for seed, frames in per_seed.items():  # each seed's single models, for compare_midibert
-            (ckpt / f"predictions_seed{seed}").mkdir()
-            for protocol, frame in frames.items():
-                frame.to_csv(ckpt / f"predictions_seed{seed}" / f"{protocol}.csv", index=False,
-                             float_format="%.6f")
+            _write_predictions(ckpt / f"predictions_seed{seed}", frames)
         logs = Path(args.logs)
         logs.mkdir(parents=True, exist_ok=True)
         summary = {"pretrained": pretrained, "folds": {}}
@@ -87,6 +81,12 @@ def main() -> None:
                     summary["folds"][key] = {"best_epoch": fm.best_epoch, "epochs": len(fm.history),
                                              **_rounded(fm.history[fm.best_epoch], skip="epoch")}
         (logs / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def _write_predictions(folder: Path, frames: dict[str, pd.DataFrame]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for protocol, frame in frames.items():
+        frame.to_csv(folder / f"{protocol}.csv", index=False, float_format="%.6f")
 
 
 def _rounded(record: dict, skip: str | None = None) -> dict:
