@@ -5,7 +5,7 @@ params overrides: a 150-step probe of the `gpu_small` profile (throughput), 40 s
 profile (the BERT-base shape; throughput), then `gpu_small` with its steps sized to --budget
 seconds at the probe's rate. Each run's summary (the format of metrics/pretrain.json) and the
 long run's encoder, moved to the CPU, land in --out; fine-tune that encoder with
-``stages/finetune_midi.py midibert_pretrained --encoder OUT/encoder_gpu_small.pt --predictions ...``.
+``stages/finetune_midi.py midibert_pretrained --encoders OUT/encoder_gpu_small.pt --predictions ...``.
 
     python benchmarks/pretrain_gpu.py --tokens data/tokens --out /tmp/gpu --budget 270
 """
@@ -33,7 +33,7 @@ def run_stage(name: str, section: dict, base: dict, tokens: Path, out: Path):
     start = time.time()
     done = subprocess.run([sys.executable, str(ROOT / "stages" / "pretrain_midi.py"), "--params", str(path),
                            "--tokens", str(tokens), "--models", str(models),
-                           "--log", str(out / f"log_{name}.jsonl"), "--metrics", str(out / f"{name}.json")],
+                           "--logs", str(out / f"logs_{name}"), "--metrics", str(out / f"{name}.json")],
                           capture_output=True, text=True)
     text = done.stdout + done.stderr
     print(f"== {name}: exit {done.returncode}, {time.time() - start:.0f} s", flush=True)
@@ -41,7 +41,7 @@ def run_stage(name: str, section: dict, base: dict, tokens: Path, out: Path):
     if done.returncode:
         print(text[-4000:], flush=True)
         return None, models
-    m = re.search(r"(\d+) steps in this run .* in (\d+) s: (\d+) tokens/s", text)
+    m = re.search(r"encoder seed \d+: (\d+) steps in this run .* in (\d+) s: (\d+) tokens/s", text)
     return (int(m.group(1)), float(m.group(2)), float(m.group(3))), models
 
 
@@ -56,6 +56,7 @@ def main() -> None:
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
     section = base["pretrain_midi"]
 
+    section = section | {"n_encoders": 1}  # one encoder per run: throughput, then one long run
     probe = copy.deepcopy(section) | {"profile": "gpu_small"}
     probe["profiles"]["gpu_small"]["train"]["steps"] = 150
     rate, _ = run_stage("gpu_small_probe", probe, base, tokens, out)
@@ -68,7 +69,7 @@ def main() -> None:
     long["profiles"]["gpu_small"]["train"]["steps"] = int(rate[0] / rate[1] * args.budget) // 100 * 100
     info, models = run_stage("gpu_small_long", long, base, tokens, out)
     if info:
-        encoder = torch.load(models / "encoder.pt", weights_only=False, map_location="cpu")
+        encoder = torch.load(models / "encoders" / "seed0.pt", weights_only=False, map_location="cpu")
         torch.save(encoder, out / "encoder_gpu_small.pt")
 
 

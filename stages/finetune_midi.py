@@ -1,8 +1,9 @@
 """DVC stage `finetune_midi`: the MIDI encoder fine-tuned on PercePiano, pre-trained and from
 scratch, one model per fold of every split.
 
-For every variant in ``finetune_midi.models`` (default ``midibert_pretrained``: encoder weights
-from ``models/pretrain/encoder.pt``; ``midibert_scratch``: the same architecture, random init):
+For every variant in ``finetune_midi.models`` (default ``midibert_pretrained``: seed *i*'s fold
+models start from the *i*-th encoder in ``models/pretrain/encoders/``, cycling when there are
+fewer encoders than seeds; ``midibert_scratch``: the same architecture, random init):
 out-of-fold and test-set predictions (the mean over the ``n_seeds`` fold models of each fold) in
 ``metrics/predictions/<model>/<protocol>.csv``, each seed's own predictions in
 ``models/finetune/<model>/predictions_seed<s>/<protocol>.csv``, fold checkpoints in
@@ -33,7 +34,8 @@ def main() -> None:
     parser.add_argument("models", nargs="*", help="variants to train (default: all in params)")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--tokens", default="data/tokens/percepiano.npz")
-    parser.add_argument("--encoder", default="models/pretrain/encoder.pt")
+    parser.add_argument("--encoders", default="models/pretrain/encoders",
+                        help="folder of pre-trained encoders (seed<s>.pt), or one encoder file")
     parser.add_argument("--labels", default="data/labels.csv")
     parser.add_argument("--splits", default="data/splits.csv")
     parser.add_argument("--predictions", default="metrics/predictions")
@@ -43,8 +45,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     p = resolve_profile(load_params("finetune_midi", args.params), "finetune_midi")
     n_folds = load_params("splits", args.params)["n_folds"]
-    encoder = torch.load(args.encoder, weights_only=False)
-    model_cfg = MidiBertConfig(**encoder["model_config"])  # the architecture is the pre-trained one
+    encoders = _load_encoders(Path(args.encoders))
+    model_cfg = MidiBertConfig(**encoders[0]["model_config"])  # the architecture is the pre-trained one
     cfg = FinetuneConfig(**p["train"], seed=p["seed"], n_seeds=p["n_seeds"],
                          num_threads=p["num_threads"], device=p["device"])
     tokens = load_token_data(args.tokens, model_cfg.max_len)
@@ -58,7 +60,8 @@ def main() -> None:
         start = time.perf_counter()
         predictions, per_seed, models = cross_fit_midibert(
             tokens, labels, splits, model_cfg, cfg,
-            encoder["state_dict"] if pretrained else None, p["splits"], n_folds, p["n_jobs"])
+            [e["state_dict"] for e in encoders] if pretrained else None, p["splits"], n_folds,
+            p["n_jobs"])
         log.info("%s: %d fold models in %.0f s", name, sum(map(len, models.values())),
                  time.perf_counter() - start)
 
@@ -70,7 +73,8 @@ def main() -> None:
             _write_predictions(ckpt / f"predictions_seed{seed}", frames)
         logs = Path(args.logs)
         logs.mkdir(parents=True, exist_ok=True)
-        summary = {"pretrained": pretrained, "folds": {}}
+        summary = {"pretrained": pretrained, "folds": {},
+                   "encoder_seeds": [e.get("seed") for e in encoders] if pretrained else None}
         with open(logs / f"{name}.jsonl", "w") as f:
             for fold, fms in models.items():
                 for seed, fm in zip(per_seed, fms):  # one seed keeps the plain fold name
@@ -81,6 +85,17 @@ def main() -> None:
                     summary["folds"][key] = {"best_epoch": fm.best_epoch, "epochs": len(fm.history),
                                              **_rounded(fm.history[fm.best_epoch], skip="epoch")}
         (logs / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def _load_encoders(path: Path) -> list[dict]:
+    files = sorted(path.glob("seed*.pt"), key=lambda f: int(f.stem[4:])) if path.is_dir() else [path]
+    if not files or not files[0].is_file():
+        raise FileNotFoundError(f"no pre-trained encoder at {path} (seed<s>.pt files): run "
+                                "`dvc repro pretrain_midi` first")
+    encoders = [torch.load(f, weights_only=False) for f in files]
+    if any(e["model_config"] != encoders[0]["model_config"] for e in encoders):
+        raise ValueError(f"the encoders in {path} do not share one architecture")
+    return encoders
 
 
 def _write_predictions(folder: Path, frames: dict[str, pd.DataFrame]) -> None:

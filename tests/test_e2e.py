@@ -90,6 +90,7 @@ def test_pipeline_end_to_end(tmp_path):
     params["pretrain_midi"]["model"].update(d_model=16, n_heads=2, n_layers=1, d_ff=32)
     params["pretrain_midi"]["train"].update(steps=3, batch_size=2, seq_len=64, window_notes=40, warmup=1, checkpoint_every=2)
     params["pretrain_midi"]["eval"]["max_sequences"] = 8
+    params["pretrain_midi"]["n_encoders"] = 2  # fewer encoders than fine-tuning seeds: they cycle
     params["finetune_midi"]["n_jobs"] = 1
     params["finetune_midi"]["train"].update(max_epochs=1)
     params["align_contrastive"]["epochs"] = 3
@@ -153,6 +154,11 @@ def test_pipeline_end_to_end(tmp_path):
     assert {"piece_cv", "piece_test", "lopo_cv"} <= set(fused)
     assert fused["lopo_cv"]["n"] == n_segments  # every segment held out once
     assert fused["piece_test"]["williams_single"]["reference"] in ("fusion_audio", "fusion_midi")
+    pretrain = json.loads((repo / "metrics" / "pretrain.json").read_text())
+    assert sorted(pretrain["encoders"]) == ["0", "1"] and pretrain["train"]["steps_per_encoder"] == 3
+    assert sorted(p.name for p in (repo / "metrics" / "pretrain" / "curves").iterdir()) == ["seed0.csv", "seed1.csv"]
+    finetuned = json.loads((repo / "metrics" / "finetune_midi" / "midibert_pretrained.json").read_text())
+    assert finetuned["encoder_seeds"] == [0, 1]
     comparison = json.loads((repo / "metrics" / "midibert_comparison.json").read_text())
     single = comparison["piece_test"]["seed_mean"]  # each fine-tuning seed's models compared too
     assert single["seeds"] == params["finetune_midi"]["n_seeds"] == len(comparison["piece_test"]["per_seed"])

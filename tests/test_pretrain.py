@@ -226,6 +226,37 @@ def test_n_seeds_averages_the_runs_of_each_seed():
         assert per_seed[0][protocol]["segment"].tolist() == one[protocol]["segment"].tolist()
 
 
+def test_seed_i_starts_from_encoder_i_cycling_over_the_encoders(monkeypatch):
+    import pianoeval.train.finetune as finetune
+    data = _token_data(12)
+    segs = list(data.segments)
+    labels = pd.DataFrame(np.random.default_rng(5).uniform(0, 1, (12, 19)), columns=list(DIMENSIONS))
+    labels.insert(0, "segment", segs)
+    piece = ["test"] * 4 + [str(i % 4) for i in range(8)]
+    splits = pd.DataFrame({"segment": segs, "piece_split": piece, "performer_split": piece,
+                           "work_split": piece})
+    model_cfg = MidiBertConfig(vocab_sizes=VOCAB, **TINY)
+    encoders = []
+    for seed in range(2):
+        torch.manual_seed(10 + seed)
+        encoders.append(MidiBert(model_cfg).state_dict())
+    started = {}
+    real_fit = finetune.fit_fold_bert
+
+    def recording_fit(*args):
+        cfg, state = args[-2], args[-1]
+        started.setdefault(cfg.seed, set()).add(
+            next(i for i, e in enumerate(encoders) if e is state))
+        return real_fit(*args)
+
+    monkeypatch.setattr(finetune, "fit_fold_bert", recording_fit)
+    cfg = FinetuneConfig(batch_size=8, max_epochs=0, seed=7, n_seeds=3)
+    cross_fit_midibert(data, labels, splits, model_cfg, cfg, encoders, ["piece"], 4)
+    assert started == {7: {0}, 8: {1}, 9: {0}}
+    with pytest.raises(ValueError, match="empty"):
+        cross_fit_midibert(data, labels, splits, model_cfg, cfg, [], ["piece"], 4)
+
+
 def test_compare_pair_gives_both_r2_with_cis_and_williams_per_dimension():
     from pianoeval.evaluate.pairwise import compare_pair
     rng = np.random.default_rng(0)

@@ -243,13 +243,14 @@ def predict_bert(fm: BertFoldModel, data: TokenData, idx, batch_size: int = 64,
 
 def cross_fit_midibert(tokens: TokenData, labels: pd.DataFrame, splits: pd.DataFrame,
                        model_cfg: MidiBertConfig, cfg: FinetuneConfig,
-                       encoder_state: dict | None, split_names: Iterable[str],
+                       encoder_states: list[dict] | None, split_names: Iterable[str],
                        n_folds: int = 4, n_jobs: int = 1
                        ) -> tuple[dict[str, pd.DataFrame], dict[int, dict[str, pd.DataFrame]],
                                   dict[str, list[BertFoldModel]]]:
     """Fold models of every split (fold k: trained on what is neither fold k nor test,
-    early-stopped on fold k; ``cfg.n_seeds`` of them, seeds ``cfg.seed + s``) and their
-    predictions per protocol (``cross_fit_protocols``). Returns ({protocol: frame of the seeds'
+    early-stopped on fold k; ``cfg.n_seeds`` of them, seeds ``cfg.seed + i``, the one of seed
+    index i starting from ``encoder_states[i % len(encoder_states)]``, or from random weights
+    without encoder states) and their predictions per protocol (``cross_fit_protocols``). Returns ({protocol: frame of the seeds'
     mean prediction}, {seed: {protocol: frame of that seed's models}},
     {"<split>_<k>": [fold model per seed]})."""
     if cfg.n_seeds < 1:
@@ -261,6 +262,8 @@ def cross_fit_midibert(tokens: TokenData, labels: pd.DataFrame, splits: pd.DataF
     Y = labels.set_index("segment").loc[segments, list(DIMENSIONS)].to_numpy(float)
     split_rows = splits.set_index("segment").loc[segments].reset_index()
     split_names = list(split_names)
+    if encoder_states is not None and not encoder_states:
+        raise ValueError("encoder_states is empty: give None for random weights")
     seeds = [cfg.seed + s for s in range(cfg.n_seeds)]
     jobs = [(split, k, replace(cfg, seed=seed), np.flatnonzero(train), np.flatnonzero(held))
             for split in split_names
@@ -275,7 +278,10 @@ def cross_fit_midibert(tokens: TokenData, labels: pd.DataFrame, splits: pd.DataF
                  fm.seconds)
         fitted[(split, k)][seed] = fm
 
-    args = [(data, Y, tr, va, model_cfg, c, encoder_state) for _, _, c, tr, va in jobs]
+    def encoder_of(seed):
+        return None if encoder_states is None else encoder_states[(seed - cfg.seed) % len(encoder_states)]
+
+    args = [(data, Y, tr, va, model_cfg, c, encoder_of(c.seed)) for _, _, c, tr, va in jobs]
     if n_jobs <= 1:
         for (split, k, c, _, _), a in zip(jobs, args):
             done(split, k, c.seed, fit_fold_bert(*a))
