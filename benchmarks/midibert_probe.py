@@ -26,7 +26,7 @@ from pianoeval.data.splits import SPLIT_COLUMNS, fold_masks
 from pianoeval.models.midibert import MidiBertConfig
 from pianoeval.models.midibert_head import MidiBertRegressor
 from pianoeval.params import load_params
-from pianoeval.train.finetune import load_token_data
+from pianoeval.train.finetune import load_encoders, load_token_data
 from pianoeval.train.pretrain import pad_batch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--out", default=ROOT / "benchmarks/pretrain_alibi/ridge_probe.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    checkpoints = [torch.load(f, weights_only=False) for f in sorted(Path(args.encoders).glob("seed*.pt"))]
+    checkpoints = load_encoders(args.encoders)
     cfg = MidiBertConfig(**checkpoints[0]["model_config"])
     tokens = load_token_data(ROOT / "data/tokens/percepiano.npz", cfg.max_len)
     labels = pd.read_csv(ROOT / "data/labels.csv").set_index("segment")
@@ -74,7 +74,8 @@ def main() -> None:
               "seeds": [ck.get("seed") for ck in checkpoints],
               "steps": [ck.get("steps") for ck in checkpoints]}
     for name in ("pretrained", "random"):
-        per_split = {split: {"per_encoder": [], "all_depth_predictions": []} for split in ("piece", "performer")}
+        per_split = {split: {"per_encoder": [], "all_depth_predictions": []}
+                     for split in ("piece", "performer")}
         for i, ck in enumerate(checkpoints):
             torch.manual_seed(i)
             reg = MidiBertRegressor(cfg, layer_mix=True)

@@ -24,7 +24,8 @@ import torch
 
 from pianoeval.models.midibert import MidiBertConfig
 from pianoeval.params import load_params, resolve_profile
-from pianoeval.train.finetune import FinetuneConfig, cross_fit_midibert, load_token_data
+from pianoeval.train.finetune import (FinetuneConfig, cross_fit_midibert, load_encoders,
+                                      load_token_data)
 
 log = logging.getLogger("finetune_midi")
 
@@ -45,7 +46,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     p = resolve_profile(load_params("finetune_midi", args.params), "finetune_midi")
     n_folds = load_params("splits", args.params)["n_folds"]
-    encoders = _load_encoders(Path(args.encoders))
+    encoders = load_encoders(args.encoders)
     model_cfg = MidiBertConfig(**encoders[0]["model_config"])  # the architecture is the pre-trained one
     cfg = FinetuneConfig(**p["train"], seed=p["seed"], n_seeds=p["n_seeds"],
                          num_threads=p["num_threads"], device=p["device"])
@@ -85,17 +86,6 @@ def main() -> None:
                     summary["folds"][key] = {"best_epoch": fm.best_epoch, "epochs": len(fm.history),
                                              **_rounded(fm.history[fm.best_epoch], skip="epoch")}
         (logs / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
-
-
-def _load_encoders(path: Path) -> list[dict]:
-    files = sorted(path.glob("seed*.pt"), key=lambda f: int(f.stem[4:])) if path.is_dir() else [path]
-    if not files or not files[0].is_file():
-        raise FileNotFoundError(f"no pre-trained encoder at {path} (seed<s>.pt files): run "
-                                "`dvc repro pretrain_midi` first")
-    encoders = [torch.load(f, weights_only=False) for f in files]
-    if any(e["model_config"] != encoders[0]["model_config"] for e in encoders):
-        raise ValueError(f"the encoders in {path} do not share one architecture")
-    return encoders
 
 
 def _write_predictions(folder: Path, frames: dict[str, pd.DataFrame]) -> None:

@@ -178,15 +178,20 @@ def test_pretrained_weights_load_into_the_regressor():
         reg.load_encoder({"nonsense.weight": torch.zeros(1)})
 
 
-def test_cross_fit_writes_every_protocol_and_never_trains_on_test():
-    data = _token_data(40)
+def _labelled_tokens(n: int, n_test: int, seed: int):
+    """Token data, random labels and a piece split of ``n_test`` test rows and 4 folds."""
+    data = _token_data(n)
     segs = list(data.segments)
-    labels = pd.DataFrame(np.random.default_rng(2).uniform(0, 1, (40, 19)),
-                          columns=list(DIMENSIONS))
+    labels = pd.DataFrame(np.random.default_rng(seed).uniform(0, 1, (n, 19)), columns=list(DIMENSIONS))
     labels.insert(0, "segment", segs)
-    piece = ["test"] * 8 + [str(i % 4) for i in range(32)]
+    piece = ["test"] * n_test + [str(i % 4) for i in range(n - n_test)]
     splits = pd.DataFrame({"segment": segs, "piece_split": piece, "performer_split": piece,
-                           "work_split": [str(i % 4) for i in range(40)]})
+                           "work_split": piece})
+    return data, labels, splits
+
+
+def test_cross_fit_writes_every_protocol_and_never_trains_on_test():
+    data, labels, splits = _labelled_tokens(40, 8, seed=2)
     cfg = FinetuneConfig(batch_size=8, max_epochs=1, patience=1)
     model_cfg = MidiBertConfig(vocab_sizes=VOCAB, **TINY)
     preds, _, models = cross_fit_midibert(data, labels, splits, model_cfg, cfg, None, ["piece"], 4)
@@ -200,13 +205,7 @@ def test_cross_fit_writes_every_protocol_and_never_trains_on_test():
 
 
 def test_n_seeds_averages_the_runs_of_each_seed():
-    data = _token_data(24)
-    segs = list(data.segments)
-    labels = pd.DataFrame(np.random.default_rng(4).uniform(0, 1, (24, 19)), columns=list(DIMENSIONS))
-    labels.insert(0, "segment", segs)
-    piece = ["test"] * 4 + [str(i % 4) for i in range(20)]
-    splits = pd.DataFrame({"segment": segs, "piece_split": piece, "performer_split": piece,
-                           "work_split": piece})
+    data, labels, splits = _labelled_tokens(24, 4, seed=4)
     model_cfg = MidiBertConfig(vocab_sizes=VOCAB, **TINY)
     run = lambda **kw: cross_fit_midibert(data, labels, splits, model_cfg,
                                           FinetuneConfig(batch_size=8, max_epochs=1, **kw),
@@ -228,13 +227,7 @@ def test_n_seeds_averages_the_runs_of_each_seed():
 
 def test_seed_i_starts_from_encoder_i_cycling_over_the_encoders(monkeypatch):
     import pianoeval.train.finetune as finetune
-    data = _token_data(12)
-    segs = list(data.segments)
-    labels = pd.DataFrame(np.random.default_rng(5).uniform(0, 1, (12, 19)), columns=list(DIMENSIONS))
-    labels.insert(0, "segment", segs)
-    piece = ["test"] * 4 + [str(i % 4) for i in range(8)]
-    splits = pd.DataFrame({"segment": segs, "piece_split": piece, "performer_split": piece,
-                           "work_split": piece})
+    data, labels, splits = _labelled_tokens(12, 4, seed=5)
     model_cfg = MidiBertConfig(vocab_sizes=VOCAB, **TINY)
     encoders = []
     for seed in range(2):
@@ -255,6 +248,19 @@ def test_seed_i_starts_from_encoder_i_cycling_over_the_encoders(monkeypatch):
     assert started == {7: {0}, 8: {1}, 9: {0}}
     with pytest.raises(ValueError, match="empty"):
         cross_fit_midibert(data, labels, splits, model_cfg, cfg, [], ["piece"], 4)
+
+
+def test_load_encoders_orders_by_seed_and_rejects_empty_or_mixed_folders(tmp_path):
+    from pianoeval.train.finetune import load_encoders
+    with pytest.raises(FileNotFoundError, match="pretrain_midi"):
+        load_encoders(tmp_path)
+    for seed in (10, 2, 0):
+        torch.save({"seed": seed, "model_config": {"d_model": 16}}, tmp_path / f"seed{seed}.pt")
+    assert [e["seed"] for e in load_encoders(tmp_path)] == [0, 2, 10]
+    assert load_encoders(tmp_path / "seed2.pt")[0]["seed"] == 2
+    torch.save({"seed": 3, "model_config": {"d_model": 32}}, tmp_path / "seed3.pt")
+    with pytest.raises(ValueError, match="architecture"):
+        load_encoders(tmp_path)
 
 
 def test_compare_pair_gives_both_r2_with_cis_and_williams_per_dimension():

@@ -36,6 +36,7 @@ import math
 import multiprocessing as mp
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
 
@@ -91,6 +92,19 @@ class TokenData:
 
     def lengths(self, idx) -> np.ndarray:
         return np.array([len(self.seqs[i]) for i in idx])
+
+
+def load_encoders(path: str | Path) -> list[dict]:
+    """The pre-trained encoder checkpoints of a folder (``seed<s>.pt``, by seed), or one file."""
+    path = Path(path)
+    files = sorted(path.glob("seed*.pt"), key=lambda f: int(f.stem[4:])) if path.is_dir() else [path]
+    if not files or not files[0].is_file():
+        raise FileNotFoundError(f"no pre-trained encoder at {path} (seed<s>.pt files): run "
+                                "`dvc repro pretrain_midi` first")
+    encoders = [torch.load(f, weights_only=False) for f in files]
+    if any(e["model_config"] != encoders[0]["model_config"] for e in encoders):
+        raise ValueError(f"the encoders in {path} do not share one architecture")
+    return encoders
 
 
 def load_token_data(path, max_len: int) -> TokenData:
@@ -248,11 +262,11 @@ def cross_fit_midibert(tokens: TokenData, labels: pd.DataFrame, splits: pd.DataF
                        ) -> tuple[dict[str, pd.DataFrame], dict[int, dict[str, pd.DataFrame]],
                                   dict[str, list[BertFoldModel]]]:
     """Fold models of every split (fold k: trained on what is neither fold k nor test,
-    early-stopped on fold k; ``cfg.n_seeds`` of them, seeds ``cfg.seed + i``, the one of seed
-    index i starting from ``encoder_states[i % len(encoder_states)]``, or from random weights
-    without encoder states) and their predictions per protocol (``cross_fit_protocols``). Returns ({protocol: frame of the seeds'
-    mean prediction}, {seed: {protocol: frame of that seed's models}},
-    {"<split>_<k>": [fold model per seed]})."""
+    early-stopped on fold k; ``cfg.n_seeds`` of them, seeds ``cfg.seed + i``, seed index i
+    starting from ``encoder_states[i % len(encoder_states)]``, or from random weights when
+    ``encoder_states`` is None) and their predictions per protocol (``cross_fit_protocols``).
+    Returns ({protocol: frame of the seeds' mean prediction}, {seed: {protocol: frame of that
+    seed's models}}, {"<split>_<k>": [fold model per seed]})."""
     if cfg.n_seeds < 1:
         raise ValueError(f"n_seeds must be at least 1, got {cfg.n_seeds}")
     segments = sorted(set(labels["segment"]) & set(splits["segment"]) & set(tokens.segments))
@@ -279,7 +293,7 @@ def cross_fit_midibert(tokens: TokenData, labels: pd.DataFrame, splits: pd.DataF
         fitted[(split, k)][seed] = fm
 
     def encoder_of(seed):
-        return None if encoder_states is None else encoder_states[(seed - cfg.seed) % len(encoder_states)]
+        return encoder_states and encoder_states[(seed - cfg.seed) % len(encoder_states)]
 
     args = [(data, Y, tr, va, model_cfg, c, encoder_of(c.seed)) for _, _, c, tr, va in jobs]
     if n_jobs <= 1:
