@@ -54,9 +54,8 @@ def main() -> None:
     out, tokens = Path(args.out), Path(args.tokens)
     out.mkdir(parents=True, exist_ok=True)
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
-    section = base["pretrain_midi"]
-
-    section = section | {"n_encoders": 1}  # one encoder per run: throughput, then one long run
+    # one encoder per run: the throughput probes, then one long run
+    section = base["pretrain_midi"] | {"n_encoders": 1}
     probe = copy.deepcopy(section) | {"profile": "gpu_small"}
     probe["profiles"]["gpu_small"]["train"]["steps"] = 150
     rate, _ = run_stage("gpu_small_probe", probe, base, tokens, out)

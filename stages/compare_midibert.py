@@ -6,9 +6,9 @@ models' predictions, not ``metrics/eval.json``, so retraining another model does
 Per protocol: the seed-averaged predictions (the models scored by ``evaluate``) at the top
 level, each fine-tuning seed's single models under ``per_seed``, and under ``seed_mean`` the
 mean over seeds of the single models' R2 and how many seeds the pre-trained model wins
-(``seeds_a_better``). The seed average of scratch is an ensemble of differently initialised
-encoders, that of the pre-trained variant of fine-tunings of one encoder: the single models
-compare encoder with encoder."""
+(``seeds_a_better``). Both seed averages are ensembles of different encoders (pre-trained
+seed i starts from pretrain_midi's encoder i, scratch seed i from random init i); the single
+models compare one encoder with one."""
 from __future__ import annotations
 
 import argparse

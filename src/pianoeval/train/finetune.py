@@ -36,9 +36,9 @@ import math
 import multiprocessing as mp
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -293,7 +293,9 @@ def cross_fit_midibert(tokens: TokenData, labels: pd.DataFrame, splits: pd.DataF
         fitted[(split, k)][seed] = fm
 
     def encoder_of(seed):
-        return encoder_states and encoder_states[(seed - cfg.seed) % len(encoder_states)]
+        if encoder_states is None:
+            return None
+        return encoder_states[(seed - cfg.seed) % len(encoder_states)]
 
     args = [(data, Y, tr, va, model_cfg, c, encoder_of(c.seed)) for _, _, c, tr, va in jobs]
     if n_jobs <= 1:
