@@ -20,7 +20,8 @@ import torch
 
 from pianoeval.data.midi import read_midi
 from pianoeval.degrade.preserving import PreservingConfig
-from pianoeval.models.midibert import MidiBert, MidiBertConfig, MidiBertRegressor, n_parameters
+from pianoeval.models.midibert import MidiBert, MidiBertConfig, n_parameters
+from pianoeval.models.midibert_head import MidiBertRegressor
 from pianoeval.params import load_params, resolve_profile
 from pianoeval.tokens.tokenizer import encode, load_tokenizer, special_ids, vocab_sizes
 from pianoeval.train.finetune import load_token_data
@@ -71,28 +72,12 @@ def main() -> None:
     sampler = CorpusSampler(corpus["notes"], corpus["offsets"],
                             np.flatnonzero(~files["heldout"]), tokenizer, cfg, special["pad"],
                             PreservingConfig.from_params(p["augment"]))
-    model = MidiBert(model_cfg).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    gen = torch.Generator().manual_seed(0)
-    t_batch = t_model = 0.0
-    n_tokens = 0
-    for step in range(args.steps + 2):  # the first two steps warm up and are not timed
-        t0 = time.perf_counter()
-        ids, valid = sampler.batch(step)
-        inputs, targets, _ = mask_tokens(ids, valid, 0.15, special["mask"], model_cfg.vocab_sizes, 2, gen)
-        t1 = time.perf_counter()
-        loss, _, _ = mlm_loss(model.mlm_logits(model(inputs.to(device), valid.to(device))),
-                              targets.to(device))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        t2 = time.perf_counter()
-        if step >= 2:
-            t_batch += t1 - t0
-            t_model += t2 - t1
-            n_tokens += int(valid.sum())
+    dropout = model_cfg.dropout if cfg.dropout is None else cfg.dropout
+    model = MidiBert(replace(model_cfg, dropout=dropout)).to(device)
+    t_batch, t_model, n_tokens = _time_steps(model, sampler, args.steps, special["mask"], device)
+    # the model's own dropout (fine-tuning's) too: what pre-training without dropout saves
+    _, t_model_ft, n_ft = _time_steps(MidiBert(model_cfg).to(device), sampler, args.steps,
+                                      special["mask"], device)
 
     # fine-tuning: training steps of the regressor on PercePiano segments
     fp = load_params("finetune_midi", ROOT / "params.yaml")
@@ -120,7 +105,8 @@ def main() -> None:
         f"`train.loader_workers` ({cfg.loader_workers}) loader processes, so its own rate (in its "
         "log) comes close to the model step's.", "",
         f"Model: d_model {model_cfg.d_model}, {model_cfg.n_heads} heads, {model_cfg.n_layers} "
-        f"layers, d_ff {model_cfg.d_ff}, {n_parameters(model):,} parameters; batches of "
+        f"layers, d_ff {model_cfg.d_ff}, {n_parameters(model):,} parameters, dropout "
+        f"{model.cfg.dropout} while pre-training; batches of "
         f"{cfg.batch_size} x {cfg.seq_len} tokens ({tok_params['tokenizer']['kind']}).", "",
         "| what | rate |", "|---|---|",
         f"| tokenisation (read_midi + MidiTok encode, {len(pick)} corpus files, 1 process) | "
@@ -128,6 +114,8 @@ def main() -> None:
         f"| pre-training, whole step ({args.steps} steps: draw, augment, tokenise, mask, forward, backward, AdamW) | "
         f"{n_tokens / total:,.0f} tokens/s ({total / args.steps:.2f} s/step) |",
         f"| pre-training, model step only | {n_tokens / t_model:,.0f} tokens/s |",
+        f"| the same model step with dropout {model_cfg.dropout} (the model's, kept for fine-tuning) | "
+        f"{n_ft / t_model_ft:,.0f} tokens/s |",
         f"| on-the-fly batches (draw + augment + tokenise + mask) | {t_batch / total:.0%} of the step time |",
         f"| fine-tuning (regressor, batches of {bs} PercePiano segments) | "
         f"{len(order) / t_ft:.1f} segments/s, {n_ft_tok / t_ft:,.0f} tokens/s |", "",
@@ -139,6 +127,34 @@ def main() -> None:
     kept = old[old.index("\n## "):] if "\n## " in old else ""
     out.write_text("\n".join(lines) + kept)
     print("\n".join(lines))
+
+
+def _time_steps(model, sampler, steps: int, mask_id: int, device: str) -> tuple[float, float, int]:
+    """Seconds drawing batches, seconds in the model step (forward, backward, AdamW) and tokens,
+    over ``steps`` steps after two untimed warm-up steps."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    gen = torch.Generator().manual_seed(0)
+    model.train()
+    t_batch = t_model = 0.0
+    n_tokens = 0
+    for step in range(steps + 2):
+        t0 = time.perf_counter()
+        ids, valid = sampler.batch(step)
+        inputs, targets, _ = mask_tokens(ids, valid, 0.15, mask_id, model.cfg.vocab_sizes, 2, gen)
+        t1 = time.perf_counter()
+        loss, _, _ = mlm_loss(model.mlm_logits(model(inputs.to(device), valid.to(device))),
+                              targets.to(device))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t2 = time.perf_counter()
+        if step >= 2:
+            t_batch += t1 - t0
+            t_model += t2 - t1
+            n_tokens += int(valid.sum())
+    return t_batch, t_model, n_tokens
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """Pre-training on a GPU machine -> the GPU rows of benchmarks/pretrain.md (issue 7).
 
-Runs the stage script (stages/pretrain_midi.py, the same code as `dvc repro`) three times with
-params overrides: a 150-step probe of the `gpu_small` profile (throughput), 40 steps of the `gpu`
-profile (the BERT-base shape; throughput), then `gpu_small` with its steps sized to --budget
-seconds at the probe's rate. Each run's summary (the format of metrics/pretrain.json) and the
-long run's encoder, moved to the CPU, land in --out; fine-tune that encoder with
+Runs the stage script (stages/pretrain_midi.py, the same code as `dvc repro`) with params
+overrides: a 150-step probe of the `gpu_small` profile (throughput), 40 steps of the `gpu`
+profile (the BERT-base shape; throughput), 300 steps of the CPU default (128-token sequences, no
+pre-training dropout) on the GPU, then `gpu_small` with its steps sized to --budget seconds at
+the probe's rate (``--budget 0``: the probes only). Each run's summary (the format of
+metrics/pretrain.json) and the long run's encoder, moved to the CPU, land in --out; fine-tune
+that encoder with
 ``stages/finetune_midi.py midibert_pretrained --encoders OUT/encoder_gpu_small.pt --predictions ...``.
 
     python benchmarks/pretrain_gpu.py --tokens data/tokens --out /tmp/gpu --budget 270
@@ -62,6 +64,11 @@ def main() -> None:
     big = copy.deepcopy(section) | {"profile": "gpu"}
     big["profiles"]["gpu"]["train"]["steps"] = 40
     run_stage("gpu_profile_probe", big, base, tokens, out)
+    default = copy.deepcopy(section) | {"device": "cuda", "num_threads": 2}
+    default["train"] |= {"steps": 300, "loader_workers": 14}
+    run_stage("cpu_default_probe", default, base, tokens, out)
+    if args.budget <= 0:
+        return
     if rate is None:
         sys.exit("the probe failed: no long run")
     long = copy.deepcopy(section) | {"profile": "gpu_small"}

@@ -1,5 +1,6 @@
 """Pre-training and fine-tuning of the MIDI encoder: masking, schedule, kill and resume, shapes."""
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -129,6 +130,24 @@ def test_another_configuration_does_not_resume(tmp_path):
     cfg.lr = 1e-3
     _, log, info = pretrain(model_cfg, cfg, sampler, 1, 2, tmp_path / "c", tmp_path / "c.jsonl")
     assert info["resumed_from"] is None and len(log) == 4
+
+
+def test_dropout_override_switches_dropout_off_for_pretraining_only(tmp_path):
+    model_cfg, cfg, sampler = _setup(steps=2, every=100)
+    model_cfg = replace(model_cfg, dropout=0.5)
+    ids, valid = sampler.batch(0)
+
+    def repeatable(model):  # two training-mode passes agree only without dropout
+        model.train()
+        return torch.equal(model(ids, valid), model(ids, valid))
+    kept, _, _ = pretrain(model_cfg, cfg, sampler, 1, 2, tmp_path / "e", tmp_path / "e.jsonl")
+    assert not repeatable(kept)
+    off, _, _ = pretrain(model_cfg, replace(cfg, dropout=0.0), sampler, 1, 2, tmp_path / "f",
+                         tmp_path / "f.jsonl")
+    assert repeatable(off)
+    finetuned = MidiBert(model_cfg)  # the saved weights, built with the config's dropout
+    finetuned.load_state_dict(off.state_dict())
+    assert not repeatable(finetuned)
 
 
 def test_pretraining_lowers_the_loss_and_heldout_scores_are_sane(tmp_path):

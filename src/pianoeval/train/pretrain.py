@@ -14,6 +14,8 @@ learning-rate schedule and a resumable, seeded training loop.
 * Learning rate: linear warm-up then cosine decay,
   lr(s) = lr_max * s / warmup                                      for s < warmup,
   lr(s) = lr_min + (lr_max - lr_min) * (1 + cos(pi * p)) / 2,  p = (s - warmup) / (steps - warmup).
+* ``dropout`` overrides the model's dropout while pre-training only (the saved encoder keeps
+  its config, so fine-tuning uses the model's); the CPU default pre-trains without dropout.
 * A checkpoint (model, optimiser, step, torch RNG state, a fingerprint of the configuration)
   is written every ``checkpoint_every`` steps; a run finding one with the same fingerprint
   continues from it, and the JSON-lines log is cut back to that step.
@@ -28,7 +30,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +65,8 @@ class PretrainConfig:
     num_threads: int = 1
     device: str = "cpu"
     loader_workers: int = 0       # processes drawing batches ahead of the model (0: inline)
+    dropout: float | None = None  # dropout while pre-training (None: the model config's); the
+                                  # encoder keeps its config's dropout for fine-tuning
 
 
 def mask_tokens(ids: torch.Tensor, valid: torch.Tensor, rate: float, mask_id: int,
@@ -224,7 +228,8 @@ def pretrain(model_cfg: MidiBertConfig, cfg: PretrainConfig, sampler: CorpusSamp
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.num_threads)
     torch.use_deterministic_algorithms(True, warn_only=cfg.device.startswith("cuda"))
-    model = MidiBert(model_cfg).to(cfg.device)
+    model = MidiBert(model_cfg if cfg.dropout is None else replace(model_cfg, dropout=cfg.dropout))
+    model.to(cfg.device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]  # biases, norms
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
