@@ -11,7 +11,6 @@ import argparse
 import datetime
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,7 @@ from pianoeval.params import load_params, resolve_profile
 from pianoeval.tokens.tokenizer import encode, load_tokenizer, special_ids, vocab_sizes
 from pianoeval.train.finetune import load_token_data
 from pianoeval.train.pretrain import (CorpusSampler, PretrainConfig, mask_tokens, mlm_loss,
-                                      pad_batch)
+                                      pad_batch, training_config)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
@@ -72,8 +71,7 @@ def main() -> None:
     sampler = CorpusSampler(corpus["notes"], corpus["offsets"],
                             np.flatnonzero(~files["heldout"]), tokenizer, cfg, special["pad"],
                             PreservingConfig.from_params(p["augment"]))
-    dropout = model_cfg.dropout if cfg.dropout is None else cfg.dropout
-    model = MidiBert(replace(model_cfg, dropout=dropout)).to(device)
+    model = MidiBert(training_config(model_cfg, cfg)).to(device)
     t_batch, t_model, n_tokens = _time_steps(model, sampler, args.steps, special["mask"], device)
     # the model's own dropout (fine-tuning's) too: what pre-training without dropout saves
     _, t_model_ft, n_ft = _time_steps(MidiBert(model_cfg).to(device), sampler, args.steps,

@@ -69,6 +69,12 @@ class PretrainConfig:
                                   # encoder keeps its config's dropout for fine-tuning
 
 
+def training_config(model_cfg: MidiBertConfig, cfg: PretrainConfig) -> MidiBertConfig:
+    """The model configuration pre-training runs: ``cfg.dropout`` in place of the model's when
+    set (the saved encoder keeps ``model_cfg``)."""
+    return model_cfg if cfg.dropout is None else replace(model_cfg, dropout=cfg.dropout)
+
+
 def mask_tokens(ids: torch.Tensor, valid: torch.Tensor, rate: float, mask_id: int,
                 vocab_sizes: list[int], n_special: int, gen: torch.Generator
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -228,8 +234,7 @@ def pretrain(model_cfg: MidiBertConfig, cfg: PretrainConfig, sampler: CorpusSamp
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.num_threads)
     torch.use_deterministic_algorithms(True, warn_only=cfg.device.startswith("cuda"))
-    model = MidiBert(model_cfg if cfg.dropout is None else replace(model_cfg, dropout=cfg.dropout))
-    model.to(cfg.device)
+    model = MidiBert(training_config(model_cfg, cfg)).to(cfg.device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]  # biases, norms
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
