@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := libfluidsynth3 musescore-general-soundfont fluid-soundfont-gm
 
-.PHONY: setup system-packages repro test bench clean
+.PHONY: setup system-packages repro test bench clean deps
 
 setup: system-packages $(STAMP)
 
@@ -37,6 +37,11 @@ $(STAMP): pyproject.toml
 repro: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH dvc repro
 	$(BIN)/pianoeval readme --metrics metrics/eval.json --readme README.md
+
+# Each stage's code deps in dvc.yaml, derived from what its script imports (tests/test_pipeline_deps.py
+# fails when they are stale).
+deps: $(STAMP)
+	$(BIN)/python -m pianoeval.pipeline_deps --write
 
 test: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest

@@ -22,10 +22,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pianoeval.data.dimensions import DIMENSIONS
-from pianoeval.data.splits import SPLIT_COLUMNS, fold_masks
+from pianoeval.data.splits import fold_masks, split_columns
 from pianoeval.models.midibert import MidiBertConfig
 from pianoeval.models.midibert_head import MidiBertRegressor
-from pianoeval.params import load_params
 from pianoeval.train.finetune import load_encoders, load_token_data
 from pianoeval.train.pretrain import pad_batch
 
@@ -43,11 +42,11 @@ def depth_features(reg: MidiBertRegressor, seqs: list[np.ndarray], n_depths: int
     return np.split(raw, n_depths, axis=1)  # per depth: [mean, std] of that depth
 
 
-def validation_predictions(X: np.ndarray, Y: np.ndarray, split: pd.Series, n_folds: int
+def validation_predictions(X: np.ndarray, Y: np.ndarray, split: pd.Series
                            ) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold predictions of the validation folds, and the mask of the rows they cover."""
     pred, scored = np.full_like(Y, np.nan), np.zeros(len(Y), bool)
-    for _, train, held_out, _ in fold_masks(split, n_folds):
+    for _, train, held_out, _ in fold_masks(split):
         model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-1, 4, 11)))
         pred[held_out] = model.fit(X[train], Y[train]).predict(X[held_out])
         scored |= held_out
@@ -66,7 +65,6 @@ def main() -> None:
     tokens = load_token_data(ROOT / "data/tokens/percepiano.npz", cfg.max_len)
     labels = pd.read_csv(ROOT / "data/labels.csv").set_index("segment")
     splits = pd.read_csv(ROOT / "data/splits.csv", dtype=str).set_index("segment")
-    n_folds = load_params("splits", ROOT / "params.yaml")["n_folds"]
     segments = sorted(set(labels.index) & set(tokens.segments))
     seqs = tokens.select(segments).seqs
     Y = labels.loc[segments, list(DIMENSIONS)].to_numpy(float)
@@ -83,10 +81,11 @@ def main() -> None:
                 reg.load_encoder(ck["state_dict"])
             depths = depth_features(reg, seqs, cfg.n_layers + 1)
             for split, out in per_split.items():
-                folds = splits.loc[segments, SPLIT_COLUMNS[split]]
+                column = next(iter(split_columns(splits, [split], piece_seeds=1).values()))
+                folds = splits.loc[segments, column]
                 r2 = []
                 for X in depths + [np.concatenate(depths, 1)]:
-                    pred, scored = validation_predictions(X, Y, folds, n_folds)
+                    pred, scored = validation_predictions(X, Y, folds)
                     r2.append(_r2(Y[scored], pred[scored]))
                 out["per_encoder"].append({"per_depth": r2[:-1], "all_depths": r2[-1]})
                 out["all_depth_predictions"].append(pred)

@@ -20,7 +20,7 @@ import symusic
 from pianoeval.data.ingest import Validation, ingest_tree
 from pianoeval.features.inputs import build_items
 from pianoeval.features.symbolic import extract_features
-from pianoeval.params import load_params, mirror_root
+from pianoeval.params import load_params, mirror_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,17 +56,14 @@ def main() -> None:
     parser.add_argument("--skip-cold", action="store_true", help="skip the cold make repro")
     args = parser.parse_args()
     ingest = load_params("ingest", ROOT / "params.yaml")
-    mirror = mirror_root(ROOT / ingest["mirror"] if not os.path.isabs(ingest["mirror"])
-                         else ingest["mirror"])
-    if mirror is None:
-        raise SystemExit("no data mirror: set PIANOEVAL_DATA_MIRROR")
+    mirror = mirror_folder(ROOT / ingest["mirror"])  # an absolute ingest.mirror stays as it is
     rows = []
 
     if not args.skip_cold:
         with tempfile.TemporaryDirectory() as tmp:
             clone = Path(tmp) / "pianoeval"
             subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-            env = {**os.environ, "PIANOEVAL_DATA_MIRROR": str(mirror.resolve())}
+            env = dict(os.environ)
             rows.append(("cold `make repro` (fresh clone: venv + pip install from the local wheel "
                          "cache + full DAG; Debian packages already installed)",
                          f"{timed(['make', 'repro'], clone, env):.0f} s"))
@@ -76,7 +73,7 @@ def main() -> None:
     noop = [timed(["dvc", "repro"], ROOT, env) for _ in range(3)]
     rows.append(("no-op `dvc repro` (median of 3)", f"{statistics.median(noop):.2f} s"))
 
-    src = mirror / ingest["sources"]["percepiano"]["mirror_subdir"]
+    src = mirror / ingest["sources"]["percepiano"]["dir"]
     midi = sorted(p for p in src.rglob("*.mid"))
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()

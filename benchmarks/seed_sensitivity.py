@@ -1,7 +1,8 @@
 """How much the piece split's random test draw alone moves the scores.
 
-Re-draws the piece split with seeds 0..N-1 (same rule as the `splits` stage), refits the
-baselines on the same features and scores `piece_test` and `piece_cv`; writes a markdown table.
+Re-draws the piece split with seeds 0..N-1 (same rule and music groups as the `splits` stage,
+groups read from data/splits.csv), refits the baselines on the same features and scores
+`piece_test` and `piece_cv`; writes a markdown table.
 """
 import argparse
 from pathlib import Path
@@ -18,12 +19,12 @@ from pianoeval.params import load_params
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def piece_scores(data, feature_cols, splits, params, model) -> dict:
-    predictions, _ = cross_fit(model, params, data, feature_cols, splits)
+def piece_scores(data, feature_cols, splits, params, model, seed) -> dict:
+    predictions, _ = cross_fit(model, params, data, feature_cols, splits, [f"piece_s{seed}"])
     truth = data.set_index("segment")[list(DIMENSIONS)]
-    test = predictions["piece_test"]
+    test = predictions[f"piece_s{seed}_test"]
     per_model = [r2(truth.loc[g.segment], g[list(DIMENSIONS)]) for _, g in test.groupby("fold")]
-    cv = predictions["piece_cv"]
+    cv = predictions[f"piece_s{seed}_cv"]
     return {"piece_test": float(np.mean(per_model)),
             "piece_cv": r2(truth.loc[cv.segment], cv[list(DIMENSIONS)])}
 
@@ -40,13 +41,15 @@ def main() -> None:
     data = labels.merge(features, on="segment")
     feature_cols = [c for c in features.columns if c != "segment"]
 
+    groups = pd.read_csv(ROOT / "data" / "splits.csv").set_index("segment")["group"]
+    names = data["segment"].tolist()
+    splits = make_splits(names, groups.loc[names].tolist(), list(range(args.seeds)),
+                         split_params["test_fraction"], split_params["n_folds"])
     rows = []
     for seed in range(args.seeds):
-        splits = make_splits(data["segment"].tolist(), seed, split_params["test_fraction"],
-                             split_params["n_folds"])
         for model in params["models"]:
             rows.append({"seed": seed, "model": model,
-                         **piece_scores(data, feature_cols, splits, params, model)})
+                         **piece_scores(data, feature_cols, splits, params, model, seed)})
     frame = pd.DataFrame(rows)
     summary = frame.groupby("model")[["piece_test", "piece_cv"]].agg(["mean", "std", "min", "max"])
     lines = ["| model | protocol | mean R² | sd | min | max |", "|---|---|---|---|---|---|"]

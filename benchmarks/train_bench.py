@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from pianoeval.data.dimensions import DIMENSIONS
-from pianoeval.data.splits import SPLIT_COLUMNS, fold_masks
+from pianoeval.data.splits import fold_masks, inner_validation, split_columns
 from pianoeval.params import load_params, resolve_profile
 from pianoeval.train.data import load_notes
 from pianoeval.train.loop import fit_fold
@@ -44,8 +44,10 @@ def main() -> None:
         columns, model_cfg, train_cfg = ablation(section, name)
         data = notes.select(segments).subset_columns(columns)
         for split in section["splits"]:
-            k, train, held_out, _ = next(fold_masks(split_rows[SPLIT_COLUMNS[split]]))
-            fm = fit_fold(data, Y, np.flatnonzero(train), np.flatnonzero(held_out), model_cfg,
+            values = split_rows[next(iter(split_columns(split_rows, [split], piece_seeds=1).values()))]
+            k, train, _, _ = next(fold_masks(values))
+            val = inner_validation(values, k, train)
+            fm = fit_fold(data, Y, np.flatnonzero(train & ~val), np.flatnonzero(val), model_cfg,
                           train_cfg)
             epochs = len(fm.history)
             rows.append(f"| {name} | {split} | {int(train.sum())} | {epochs} | {fm.seconds:.0f} | "

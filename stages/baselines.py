@@ -13,7 +13,6 @@ from pianoeval.params import load_params
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params("baselines")
-    n_folds = load_params("splits")["n_folds"]
     labels = pd.read_csv("data/labels.csv")
     features = pd.read_csv("data/features/features.csv")
     splits = pd.read_csv("data/splits.csv", dtype=str)
@@ -26,7 +25,7 @@ def main() -> None:
 
     Path("models/baselines").mkdir(parents=True, exist_ok=True)
     for name in params["models"]:
-        predictions, models = cross_fit(name, params, data, feature_cols, splits, n_folds)
+        predictions, models = cross_fit(name, params, data, feature_cols, splits, params["splits"])
         out = Path("metrics/predictions") / name
         out.mkdir(parents=True, exist_ok=True)
         for protocol, frame in predictions.items():

@@ -1,7 +1,9 @@
 """DVC stage `compare_midibert`: the pre-trained MIDI encoder against the same architecture
-trained from scratch, per protocol: R^2 with CIs (scored as the evaluate stage scores them, with its params) and
-Williams' test per dimension, in ``metrics/midibert_comparison.json``. It reads the two
-models' predictions, not ``metrics/eval.json``, so retraining another model does not rerun it.
+trained from scratch, for every prediction file both have (each piece seed separately;
+metrics/comparisons.json holds the paired test over seeds): R^2 with CIs by passage group (with
+the evaluate stage's params) and Williams' test per dimension, in
+``metrics/midibert_comparison.json``. It reads the two models' predictions, not
+``metrics/eval.json``, so retraining another model does not rerun it.
 
 Per protocol: the seed-averaged predictions (the models scored by ``evaluate``) at the top
 level, each fine-tuning seed's single models under ``per_seed``, and under ``seed_mean`` the
@@ -28,6 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--labels", default="data/labels.csv")
+    parser.add_argument("--splits", default="data/splits.csv", help="passage groups (CI unit)")
     parser.add_argument("--predictions", default="metrics/predictions")
     parser.add_argument("--checkpoints", default="models/finetune",
                         help="finetune_midi's folder with each seed's predictions")
@@ -37,13 +40,16 @@ def main() -> None:
     a, b = "midibert_pretrained", "midibert_scratch"
     ev = load_params("evaluate", args.params)
     labels = pd.read_csv(args.labels)
+    splits = pd.read_csv(args.splits, dtype=str)
+    groups = dict(zip(splits["segment"], splits["group"]))
     out = {}
-    for protocol in ev["protocols"]:
+    for protocol in sorted(f.stem for f in (Path(args.predictions) / a).glob("*.csv")):
         files = [Path(args.predictions) / m / f"{protocol}.csv" for m in (a, b)]
         if not all(f.is_file() for f in files):
             continue
         compare = lambda pa, pb: compare_pair(pd.read_csv(pa), pd.read_csv(pb), labels, a, b,
-                                              ev["n_resamples"], ev["seed"], ev["confidence"])
+                                              ev["n_resamples"], ev["seed"], ev["confidence"],
+                                              groups=groups)
         out[protocol] = compare(*files)
         w = out[protocol]["williams"]
         log.info("%s: R2 %.3f vs %.3f; Williams p<.05: %d dims better, %d worse", protocol,

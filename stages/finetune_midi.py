@@ -45,7 +45,6 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     p = resolve_profile(load_params("finetune_midi", args.params), "finetune_midi")
-    n_folds = load_params("splits", args.params)["n_folds"]
     encoders = load_encoders(args.encoders)
     model_cfg = MidiBertConfig(**encoders[0]["model_config"])  # the architecture is the pre-trained one
     cfg = FinetuneConfig(**p["train"], seed=p["seed"], n_seeds=p["n_seeds"],
@@ -61,8 +60,8 @@ def main() -> None:
         start = time.perf_counter()
         predictions, per_seed, models = cross_fit_midibert(
             tokens, labels, splits, model_cfg, cfg,
-            [e["state_dict"] for e in encoders] if pretrained else None, p["splits"], n_folds,
-            p["n_jobs"])
+            [e["state_dict"] for e in encoders] if pretrained else None, p["splits"],
+            p["n_jobs"], p["piece_seeds"])
         log.info("%s: %d fold models in %.0f s", name, sum(map(len, models.values())),
                  time.perf_counter() - start)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pianoeval.data.ingest import MANIFEST_COLUMNS, Validation, ingest_tree, resolve_source, summarise
+from pianoeval.data.ingest import MANIFEST_COLUMNS, Validation, ingest_tree, source_folder, summarise
 from pianoeval.params import load_params
 
 
@@ -19,9 +19,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params("ingest")
 
-    src, how = resolve_source(args.source, params["sources"][args.source], params["mirror"],
-                              Path("data/downloads"))
-    logging.info("ingest %s from %s (%s)", args.source, src, how)
+    src = source_folder(args.source, params["sources"][args.source], params["mirror"])
+    logging.info("ingest %s from %s", args.source, src)
     out = Path("data/raw") / args.source
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -30,7 +29,7 @@ def main() -> None:
     seconds = time.perf_counter() - start
     pd.DataFrame(rows, columns=MANIFEST_COLUMNS).to_csv(out / "manifest.csv", index=False)
 
-    summary = summarise(rows, how)  # timings stay out of metrics so they diff only on change
+    summary = summarise(rows, "mirror")  # timings stay out of metrics so they diff only on change
     metrics = Path("metrics/ingest") / f"{args.source}.json"
     metrics.parent.mkdir(parents=True, exist_ok=True)
     metrics.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")

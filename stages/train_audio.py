@@ -9,6 +9,7 @@ import argparse
 import itertools
 import json
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -32,11 +33,11 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params("train_audio")
-    n_folds = load_params("splits")["n_folds"]
     encoder, source = params["encoder"], params["source"]
     root = args.embeddings / encoder
     labels = pd.read_csv(args.labels)
     splits = pd.read_csv(args.splits, dtype=str)
+    groups = dict(zip(splits["segment"], splits["group"]))
 
     def table(soundfont: str):
         emb, cols = load_pooled(root, source, soundfont)
@@ -50,7 +51,7 @@ def main() -> None:
     log.info("%s/%s: %d segments x %d features", encoder, params["soundfont"], len(data), len(cols))
     for model in params["models"]:
         start = time.perf_counter()
-        predictions, _ = cross_fit_audio(model, params, data, cols, splits, n_folds)
+        predictions, _ = cross_fit_audio(model, params, data, cols, splits, params["splits"])
         out = args.predictions / f"audio_{encoder}_{model}"
         out.mkdir(parents=True, exist_ok=True)
         for protocol, frame in predictions.items():
@@ -59,7 +60,8 @@ def main() -> None:
 
     cross = params["cross_soundfont"]
     report = {"encoder": encoder, "protocols": cross["protocols"],
-              "note": "R² and r averaged over the fold models on *_test (as evaluate does); "
+              "note": "R² and r averaged over the fold models on *_test (as evaluate does), CIs "
+                      "by passage group; piece: the first seed of splits.seeds; "
                       "standardize per_soundfont: every feature z-scored within each "
                       "soundfont's renders (no labels) before training/predicting",
               "pairs": []}
@@ -84,13 +86,14 @@ def main() -> None:
             if standardize == "per_soundfont":
                 train_data = standardize_per_domain(train_data, cols)
                 test_data = standardize_per_domain(test_data, cols)
-            predictions, _ = cross_fit_audio(model, params, train_data, cols, splits, n_folds,
-                                             predict_data=test_data, split_names=split_names)
+            predictions, _ = cross_fit_audio(model, params, train_data, cols, splits, split_names,
+                                             predict_data=test_data, piece_seeds=1)
+            predictions = {re.sub(r"^piece_s\d+_", "piece_", k): v for k, v in predictions.items()}
             row = {"model": model, "standardize": standardize, "train": train_sf,
                    "test": test_sf}
             for protocol in cross["protocols"]:
                 s = stack_predictions(predictions[protocol], labels)
-                sc = score_protocol(s.y_true, s.y_pred, s.passages,
+                sc = score_protocol(s.y_true, s.y_pred, s.passages, clusters=[groups[g] for g in s.segments],
                                     n_resamples=int(cross["n_resamples"]), seed=0)
                 row[protocol] = {"r2": sc["r2"], "r2_ci": sc["r2_ci"],
                                  "pearson_r": sc["pearson_r"],

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from pianoeval.data.lopo import with_lopo
 from pianoeval.params import load_params, merge_params, resolve_profile
 from pianoeval.train.contrastive import ContrastiveConfig
 from pianoeval.train.fusion import FusionConfig, cross_fit_fusion
@@ -43,7 +42,6 @@ def main() -> None:
 
     section = resolve_profile(load_params("train_fusion", args.params), "train_fusion")
     contrastive = ContrastiveConfig.settings(load_params("align_contrastive", args.params))
-    n_folds = load_params("splits", args.params)["n_folds"]
     exclude_works = load_params("tokenize", args.params)["exclude_works"]
     data, samples = None, None
     for name in args.models:
@@ -51,12 +49,13 @@ def main() -> None:
             raise KeyError(f"no model {name!r} in train_fusion.models (have {sorted(section['models'])})")
         spec = dict(section["models"][name] or {})
         split_names = spec.pop("splits", section["splits"])
+        piece_seeds = spec.pop("piece_seeds", section["piece_seeds"])
         cfg = FusionConfig.from_dict(merge_params(section["model"], spec))
         if data is None:
             data = load_fusion_data(args.labels, args.features,
                                     Path(args.embeddings) / section["encoder"], section["source"],
                                     list(cfg.soundfonts))
-            splits = with_lopo(pd.read_csv(args.splits, dtype=str)).set_index("segment") \
+            splits = pd.read_csv(args.splits, dtype=str).set_index("segment") \
                 .loc[data.segments].reset_index()
         if (cfg.uses_aux or cfg.uses_windows) and samples is None:
             samples = pd.read_csv(args.samples, low_memory=False)
@@ -72,7 +71,7 @@ def main() -> None:
         log.info("%s: %s on %s", name, cfg, split_names)
         start = time.perf_counter()
         predictions, summary = cross_fit_fusion(data, splits, cfg, contrastive, split_names,
-                                                n_folds, n_jobs=int(section["n_jobs"]))
+                                                int(section["n_jobs"]), piece_seeds)
         out = Path(args.predictions) / name
         out.mkdir(parents=True, exist_ok=True)
         for old in out.glob("*.csv"):

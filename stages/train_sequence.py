@@ -40,7 +40,6 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     section = resolve_profile(load_params("train_sequence", args.params), "train_sequence")
-    n_folds = load_params("splits", args.params)["n_folds"]
     labels = pd.read_csv(args.labels)
     splits = pd.read_csv(args.splits, dtype=str)
     notes = load_notes(pd.read_csv(args.notes), all_feature_columns(section))
@@ -56,8 +55,9 @@ def main() -> None:
                  n_parameters(HierarchicalAttentionModel(model_cfg)), section["splits"])
         start = time.perf_counter()
         predictions, models = cross_fit_sequence(notes, labels, splits, columns, model_cfg,
-                                                 train_cfg, section["splits"], n_folds,
-                                                 n_jobs=section["n_jobs"])
+                                                 train_cfg, section["splits"],
+                                                 n_jobs=section["n_jobs"],
+                                                 piece_seeds=section["piece_seeds"])
         seconds = time.perf_counter() - start
 
         out = Path(args.predictions) / name

@@ -1,8 +1,11 @@
+import json
+import re
 from pathlib import Path
 
 import pytest
 
 from pianoeval.cli import BEGIN, END, main, render_readme
+from pianoeval.evaluate.headline import cell, headline_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -10,11 +13,47 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_render_readme_replaces_only_the_marked_section():
     readme = f"intro\n{BEGIN}\nold table\n{END}\noutro\n"
     assert render_readme(readme, "| new |") == f"intro\n{BEGIN}\n| new |\n{END}\noutro\n"
-    with pytest.raises(ValueError, match="no <!-- results:begin -->"):
+    with pytest.raises(ValueError, match="no <!-- headline:begin -->"):
         render_readme("no markers", "| t |")
 
 
 def test_committed_readme_table_is_generated_from_committed_metrics(monkeypatch):
-    """The README's results table is never typed by hand: it equals what metrics/ generates."""
+    """The README's headline table is never typed by hand: it equals what metrics/ generates."""
     monkeypatch.chdir(ROOT)
     assert main(["readme", "--check"]) == 0
+
+
+def test_readme_check_fails_when_the_table_is_stale(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    stale = tmp_path / "README.md"
+    stale.write_text((ROOT / "README.md").read_text().replace(END, "| typed by hand |\n" + END))
+    assert main(["readme", "--check", "--readme", str(stale)]) == 1
+
+
+def test_readme_has_no_result_numbers_outside_generated_blocks():
+    """Every measured number in the README comes from a generated block."""
+    text = (ROOT / "README.md").read_text()
+    text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), "", text, flags=re.S)
+    text = re.sub(r"```.*?```", "", text, flags=re.S)  # code blocks
+    text = re.sub(r"`[^`]*`", "", text)  # inline code
+    text = re.sub(r"CC BY[-A-Z]* \d\.\d", "", text)  # licence versions
+    assert not re.findall(r"\d+\.\d+|\d+ ?%", text)
+
+
+def test_headline_marks_follow_the_paired_test():
+    eval_dict = {
+        "best": {"piece_cv": {"r2": 0.5, "r2_ci": [0.4, 0.6], "r2_by_seed": {"0": 0.45, "1": 0.55},
+                              "r2_seed_mean": 0.5, "r2_seed_sd": 0.0707, "n_seeds": 2},
+                 "lopo_cv": {"r2": 0.3, "r2_ci": [0.2, 0.4]}},
+        "other": {"piece_cv": {"r2": 0.4, "r2_ci": [0.3, 0.5], "r2_by_seed": {"0": 0.4},
+                               "r2_seed_mean": 0.4, "r2_seed_sd": None, "n_seeds": 1},
+                  "lopo_cv": {"r2": 0.35, "r2_ci": [None, None]}},
+    }
+    comparisons = {"piece_cv": [{"a": "best", "b": "other", "difference": 0.1, "significant": True}],
+                   "lopo_cv": [{"a": "best", "b": "other", "difference": -0.05, "significant": False}]}
+    md = headline_markdown(eval_dict, comparisons, "best", ["piece_cv", "piece_test", "lopo_cv"])
+    lines = md.strip().splitlines()
+    assert lines[0] == "| model | piece_cv | lopo_cv |"  # no model has piece_test: no column
+    assert lines[2].startswith("| **best** (default) | 0.500 ± 0.07 [0.40, 0.60] (2) |")
+    assert lines[3] == "| other | 0.400 [0.30, 0.50] (1) ▲ | 0.350 ≈ |"
+    assert cell(None) == "–"

@@ -67,7 +67,7 @@ def test_pipeline_end_to_end(tmp_path):
             (repo / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, repo / rel)
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["ingest"]["mirror"] = "/nonexistent"  # the env var must win
+    params["ingest"]["mirror"] = str(tmp_path / "mirror")  # a DVC dependency, outside the repo
     params["features"]["n_jobs"] = 1
     params["evaluate"]["n_resamples"] = 200
     # tiny profiles of the audio, alignment and sequence-model stages: the same code, less work
@@ -80,6 +80,8 @@ def test_pipeline_end_to_end(tmp_path):
     params["train_audio"]["cross_soundfont"]["n_resamples"] = 100
     params["align"]["n_jobs"] = 1
     params["train_sequence"]["n_jobs"] = 1
+    params["train_sequence"]["splits"] = ["piece"]  # lopo and the other splits: baselines and fusion
+    params["train_audio"]["splits"] = ["piece", "performer"]
     params["train_sequence"]["model"]["d_model"] = 16
     params["train_sequence"]["train"]["max_epochs"] = 2
     params["degrade"]["n_jobs"] = 1
@@ -92,6 +94,7 @@ def test_pipeline_end_to_end(tmp_path):
     params["pretrain_midi"]["eval"]["max_sequences"] = 8
     params["pretrain_midi"]["n_encoders"] = 2  # fewer encoders than fine-tuning seeds: they cycle
     params["finetune_midi"]["n_jobs"] = 1
+    params["finetune_midi"]["splits"] = ["piece"]
     params["finetune_midi"]["train"].update(max_epochs=1)
     params["align_contrastive"]["epochs"] = 3
     params["train_fusion"]["n_jobs"] = 1
@@ -114,22 +117,32 @@ def test_pipeline_end_to_end(tmp_path):
     run(["dvc", "repro"], repo, env)
 
     splits = pd.read_csv(repo / "data" / "splits.csv", dtype=str)
-    assert splits.columns.tolist() == ["segment", "piece_split", "performer_split", "work_split"]
+    seeds = params["splits"]["seeds"]
+    assert splits.columns.tolist() == ["segment", "group", *(f"piece_split_s{s}" for s in seeds),
+                                       "performer_split", "work_split", "lopo_split"]
     assert len(splits) == n_segments
+    for column in (c for c in splits.columns if c.startswith("piece_split_s")):
+        assert (splits.groupby("group")[column].nunique() == 1).all()  # a group never splits
     ingest = json.loads((repo / "metrics" / "ingest" / "percepiano.json").read_text())
     assert ingest["resolved_from"] == "mirror" and ingest["midi_ok"] > n_segments
     evaluation = json.loads((repo / "metrics" / "eval.json").read_text())
-    protocols = {"piece_cv", "performer_cv", "work_cv", "piece_test", "performer_test"}
+    protocols = {"piece_cv", "performer_cv", "work_cv", "lopo_cv", "piece_test", "performer_test"}
     for model in ("mean", "ridge"):
         assert set(evaluation[model]) == protocols
         for protocol, scores in evaluation[model].items():
             lo, hi = scores["r2_ci"]
-            assert lo <= scores["r2"] <= hi, (model, protocol)
-            assert len(scores["per_dim"]) == 19
+            assert lo is None or lo <= scores["r2"] <= hi, (model, protocol)
+            assert scores["ci_unit"] == "passage" and len(scores["per_dim"]) == 19
+        for protocol in ("piece_cv", "piece_test"):  # every seed of the repeated piece split
+            assert sorted(map(int, evaluation[model][protocol]["r2_by_seed"])) == sorted(seeds)
     # the training-fold mean cannot explain variance across held-out passages
     assert evaluation["mean"]["piece_cv"]["r2"] < 0.05
-    pred = pd.read_csv(repo / "metrics" / "predictions" / "ridge" / "piece_test.csv")
+    pred = pd.read_csv(repo / "metrics" / "predictions" / "ridge" / f"piece_s{seeds[0]}_test.csv")
     assert sorted(pred["fold"].unique()) == [0, 1, 2, 3]
+    comparisons = json.loads((repo / "metrics" / "comparisons.json").read_text())
+    pair = next(c for c in comparisons["piece_test"] if c["role"] == "baseline")
+    assert (pair["a"], pair["b"]) == ("fusion_concat", "ridge")
+    assert pair["ci"][0] <= pair["difference"] <= pair["ci"][1]
 
     # quality tiers: every clean segment x 5 MIDI families x 3 tiers, pairs, weak labels, scorer
     degrade = json.loads((repo / "metrics" / "degrade.json").read_text())
@@ -153,19 +166,31 @@ def test_pipeline_end_to_end(tmp_path):
     fused = evaluation["fusion_concat"]
     assert {"piece_cv", "piece_test", "lopo_cv"} <= set(fused)
     assert fused["lopo_cv"]["n"] == n_segments  # every segment held out once
-    assert fused["piece_test"]["williams_single"]["reference"] in ("fusion_audio", "fusion_midi")
+    assert fused["piece_test"]["by_seed"][str(seeds[0])]["williams_single"]["reference"] in (
+        "fusion_audio", "fusion_midi")
     pretrain = json.loads((repo / "metrics" / "pretrain.json").read_text())
     assert sorted(pretrain["encoders"]) == ["0", "1"] and pretrain["train"]["steps_per_encoder"] == 3
     assert sorted(p.name for p in (repo / "metrics" / "pretrain" / "curves").iterdir()) == ["seed0.csv", "seed1.csv"]
     finetuned = json.loads((repo / "metrics" / "finetune_midi" / "midibert_pretrained.json").read_text())
     assert finetuned["encoder_seeds"] == [0, 1]
     comparison = json.loads((repo / "metrics" / "midibert_comparison.json").read_text())
-    single = comparison["piece_test"]["seed_mean"]  # each fine-tuning seed's models compared too
-    assert single["seeds"] == params["finetune_midi"]["n_seeds"] == len(comparison["piece_test"]["per_seed"])
+    single = comparison[f"piece_s{seeds[0]}_test"]["seed_mean"]  # each fine-tuning seed's models too
+    assert single["seeds"] == params["finetune_midi"]["n_seeds"] == len(
+        comparison[f"piece_s{seeds[0]}_test"]["per_seed"])
     ablation = (repo / "metrics" / "ablation.md").read_text()
     assert "## lopo_cv" in ablation and "| fusion_concat" in ablation.replace("**", "")
 
     assert "Data and pipelines are up to date" in run(["dvc", "repro"], repo, env)
+
+    # DVC sees the data: one edited mirror file makes exactly its ingest stage stale
+    first = sorted((tmp_path / "mirror" / "giantmidi" / "ground_truth").glob("*.mid"))[0]
+    original = first.read_bytes()
+    first.write_bytes(original + b"\0")
+    status = lambda: json.loads(subprocess.run(  # noqa: E731
+        ["dvc", "status", "--json"], cwd=repo, env=env, capture_output=True, text=True, check=True).stdout)
+    assert set(status()) == {"ingest@giantmidi"}
+    first.write_bytes(original)
+    assert status() == {}
 
     run(["git", "add", "-A"], repo, env)
     run(["git", "commit", "-qm", "baseline run"], repo, env)

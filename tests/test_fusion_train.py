@@ -94,9 +94,9 @@ def synthetic(n_passages=8, n_performers=10, seed=0) -> tuple[FusionData, pd.Dat
                       y=y, midi=midi, audio={"sf": audio, "sf2": audio + 0.05},
                       midi_columns=[f"m{i}" for i in range(7)],
                       audio_columns=[f"emb_a{i}" for i in range(10)])
-    fold = np.array([str(i % 4) for i in range(n)])
+    fold = np.array([str(i % 4) for i in range(n)], dtype=object)
     fold[:n_performers] = "test"
-    splits = pd.DataFrame({"segment": segments, "piece_split": fold})
+    splits = pd.DataFrame({"segment": segments, "piece_split_s0": fold})
     return data, splits
 
 
@@ -111,7 +111,7 @@ def small_config(**over) -> FusionConfig:
 
 def test_fit_fold_learns_and_is_deterministic():
     data, splits = synthetic()
-    (_, _, train, val, held, _), *_ = fold_tasks(splits, ["piece"], 4)
+    (_, _, train, val, held, _), *_ = fold_tasks(splits, ["piece"])
     fits = [fit_fold(data, train, val, small_config(), CONTRASTIVE) for _ in range(2)]
     preds = [f.predict(np.flatnonzero(held)) for f in fits]
     np.testing.assert_allclose(preds[0], preds[1])

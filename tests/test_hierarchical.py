@@ -229,12 +229,12 @@ def test_same_seed_same_predictions():
     assert (preds[0] >= Y[:8].min(0)).all() and (preds[0] <= Y[:8].max(0)).all()
 
 
-def test_cross_fit_early_stops_on_fold_k_and_never_sees_test_rows(monkeypatch):
+def test_cross_fit_early_stops_on_an_inner_fold_never_on_fold_k_or_test(monkeypatch):
     segs = names(24)
     notes = load_notes(make_notes(segs), PERF + ALIGNED)
     rng = np.random.default_rng(0)
     piece = np.array(["test"] * 4 + ["0", "1", "2", "3"] * 4 + ["train_only"] * 4)[rng.permutation(24)]
-    splits = pd.DataFrame({"segment": segs, "piece_split": piece, "performer_split": "0",
+    splits = pd.DataFrame({"segment": segs, "piece_split_s7": piece, "performer_split": "0",
                            "work_split": "0"})
     labels = labels_for(segs)
     calls = []
@@ -247,28 +247,29 @@ def test_cross_fit_early_stops_on_fold_k_and_never_sees_test_rows(monkeypatch):
     monkeypatch.setattr(sequence, "fit_fold", spy)
     predictions, models = cross_fit_sequence(
         notes, labels, splits, PERF, TINY, TrainConfig(batch_size=4, max_epochs=2, num_threads=1),
-        ["piece"], n_folds=4)
+        ["piece"])
     fold_of = dict(zip(segs, piece))
     assert len(calls) == 4
     for k, (train, val) in enumerate(calls):
-        assert {fold_of[s] for s in val} == {str(k)}  # early stopping on fold k only
-        assert not {fold_of[s] for s in train} & {"test", str(k)}
-        assert {fold_of[s] for s in train} == {"0", "1", "2", "3", "train_only"} - {str(k)}
-    cv, test = predictions["piece_cv"], predictions["piece_test"]
+        inner = str((k + 1) % 4)
+        assert {fold_of[s] for s in val} == {inner}  # early stopping on the next fold's rows
+        assert not {fold_of[s] for s in train} & {"test", str(k), inner}
+        assert {fold_of[s] for s in train} == {"0", "1", "2", "3", "train_only"} - {str(k), inner}
+    cv, test = predictions["piece_s7_cv"], predictions["piece_s7_test"]
     assert cv.columns.tolist() == ["segment", "fold", *DIMENSIONS]
     assert sorted(cv["segment"]) == sorted(s for s in segs if fold_of[s] in "0123")
     assert len(test) == 4 * 4 and sorted(test["fold"].unique()) == [0, 1, 2, 3]
     assert set(test["segment"]) == {s for s in segs if fold_of[s] == "test"}
-    assert sorted(models) == ["piece_0", "piece_1", "piece_2", "piece_3"]
+    assert sorted(models) == ["piece_s7_0", "piece_s7_1", "piece_s7_2", "piece_s7_3"]
 
 
 def test_parallel_fold_models_match_sequential():
     """n_jobs only changes how fold models are scheduled, not what they learn."""
     segs = names(16)
     notes = load_notes(make_notes(segs), PERF)
-    splits = pd.DataFrame({"segment": segs, "piece_split": (["0", "1", "2", "3"] * 4)[:16],
+    splits = pd.DataFrame({"segment": segs, "piece_split_s0": (["0", "1", "2", "3"] * 4)[:16],
                            "performer_split": "0", "work_split": "0"})
     cfg = TrainConfig(batch_size=4, max_epochs=2, num_threads=1)
     runs = [cross_fit_sequence(notes, labels_for(segs), splits, PERF, TINY, cfg, ["piece"],
-                               n_folds=4, n_jobs=n_jobs)[0]["piece_cv"] for n_jobs in (1, 2)]
+                               n_jobs=n_jobs)[0]["piece_s0_cv"] for n_jobs in (1, 2)]
     pd.testing.assert_frame_equal(runs[0], runs[1])

@@ -1,14 +1,19 @@
 import json
 import zipfile
+from pathlib import Path
 
 import pytest
+import yaml
 
 from midi_factory import simple_notes, write_corrupt, write_empty, write_midi, write_no_notes, write_truncated
-from pianoeval.data.download import download_source, extract_zip, fetch, sha256_file
+from pianoeval.data.download import (download_into_mirror, download_source, extract_zip, fetch,
+                                     sha256_file)
 from pianoeval.data.ingest import (
-    Validation, file_role, ingest_tree, normalise_name, resolve_source, summarise,
+    Validation, file_role, ingest_tree, normalise_name, source_folder, summarise,
 )
 from pianoeval.params import MIRROR_ENV
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -62,20 +67,26 @@ def test_file_roles_and_name_normalisation():
     assert file_role(Path("labels/x.json")) == "other"
 
 
-def test_resolve_source_order(tmp_path, monkeypatch):
-    mirror, env_mirror, explicit = tmp_path / "m", tmp_path / "e", tmp_path / "p"
-    for root in (mirror, env_mirror):
+def test_source_folder_reads_the_configured_mirror_only(tmp_path):
+    mirror, other = tmp_path / "m", tmp_path / "e"
+    for root in (mirror, other):
         (root / "percepiano").mkdir(parents=True)
-    explicit.mkdir()
-    spec = {"path": None, "mirror_subdir": "percepiano"}
-    monkeypatch.delenv(MIRROR_ENV, raising=False)
-    assert resolve_source("percepiano", spec, str(mirror), tmp_path) == (mirror / "percepiano", "mirror")
-    monkeypatch.setenv(MIRROR_ENV, str(env_mirror))
-    assert resolve_source("percepiano", spec, str(mirror), tmp_path) == (env_mirror / "percepiano", "mirror")
-    assert resolve_source("percepiano", {**spec, "path": str(explicit)}, str(mirror), tmp_path) == \
-        (explicit, "params")
-    with pytest.raises(FileNotFoundError, match="ingest.sources.percepiano.path"):
-        resolve_source("percepiano", {**spec, "path": str(tmp_path / "nope")}, None, tmp_path)
+    spec = {"dir": "percepiano"}
+    assert source_folder("percepiano", spec, str(mirror), environ={}) == mirror / "percepiano"
+    same = {MIRROR_ENV: str(mirror / ".." / "m")}  # the env var may name the same folder
+    assert source_folder("percepiano", spec, str(mirror), environ=same) == mirror / "percepiano"
+    with pytest.raises(ValueError, match="ingest.mirror"):  # ... but never another one
+        source_folder("percepiano", spec, str(mirror), environ={MIRROR_ENV: str(other)})
+    with pytest.raises(FileNotFoundError, match=f"ingest.mirror: {tmp_path / 'nope'}"):
+        source_folder("percepiano", spec, str(tmp_path / "nope"), environ={})
+    with pytest.raises(FileNotFoundError, match="ingest.sources.percepiano.dir"):
+        source_folder("percepiano", {"dir": "missing"}, str(mirror), environ={})
+
+
+def test_dvc_sees_the_mirror_files_of_each_ingest_item():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert "${ingest.mirror}/${item.dir}" in stages["ingest"]["do"]["deps"]
+    assert "ingest.mirror" in stages["ingest"]["do"]["params"]
 
 
 def test_fetch_verifies_sha256_and_extract_refuses_zip_slip(tmp_path):
@@ -84,6 +95,9 @@ def test_fetch_verifies_sha256_and_extract_refuses_zip_slip(tmp_path):
         zf.writestr("repo-abc/midi/a.mid", b"x")
         zf.writestr("repo-abc/labels.json", json.dumps({}))
     digest = sha256_file(archive)
+    with pytest.raises(ValueError, match="no pinned sha256"):
+        fetch(archive.as_uri(), tmp_path / "dl0" / "up.zip", None)
+    assert not (tmp_path / "dl0").exists()  # refused before anything is fetched
     got = fetch(archive.as_uri(), tmp_path / "dl" / "up.zip", digest)
     assert sha256_file(got) == digest
     root = extract_zip(got, tmp_path / "x")
@@ -106,16 +120,26 @@ def test_download_source_lays_out_an_upstream_archive_like_the_mirror(tmp_path):
         zf.writestr("PercePiano-e67/virtuoso/data/all_2rounds/A_8bars_1_1.mid", b"midi")
         zf.writestr("PercePiano-e67/virtuoso/data/score_midi/A_8bars_Score_1.mid", b"score")
         zf.writestr("PercePiano-e67/label.json", b"{}")
-    upstream = {"percepiano": {"url": archive.as_uri(), "sha256": sha256_file(archive),
+    digest = sha256_file(archive)
+    upstream = {"percepiano": {"url": archive.as_uri(),
                                "layout": {"midi": "virtuoso/data/all_2rounds",
                                           "score_midi": "virtuoso/data/score_midi",
                                           "labels/all.json": "label.json"}}}
-    root = download_source("percepiano", tmp_path / "dl", upstream)
+    root = download_source("percepiano", digest, tmp_path / "dl", upstream)
     assert (root / "midi" / "A_8bars_1_1.mid").read_bytes() == b"midi"
     assert (root / "score_midi" / "A_8bars_Score_1.mid").read_bytes() == b"score"
     assert (root / "labels" / "all.json").read_bytes() == b"{}"
-    assert download_source("percepiano", tmp_path / "dl", upstream) == root  # cached
+    assert download_source("percepiano", digest, tmp_path / "dl", upstream) == root  # cached
 
     upstream["percepiano"]["layout"]["labels/ratings.csv"] = "labels/total_2rounds.csv"
     with pytest.raises(FileNotFoundError, match="no labels/total_2rounds.csv"):
-        download_source("percepiano", tmp_path / "dl2", upstream)
+        download_source("percepiano", digest, tmp_path / "dl2", upstream)
+
+    spec = {"dir": "percepiano", "download": {"archive": "percepiano", "sha256": None}}
+    with pytest.raises(ValueError, match="download.sha256: no pinned digest"):
+        download_into_mirror("percepiano", spec, tmp_path / "mirror", tmp_path / "dl3", upstream)
+    spec["download"]["sha256"] = digest
+    del upstream["percepiano"]["layout"]["labels/ratings.csv"]
+    folder = download_into_mirror("percepiano", spec, tmp_path / "mirror", tmp_path / "dl3", upstream)
+    assert folder == tmp_path / "mirror" / "percepiano"
+    assert (folder / "midi" / "A_8bars_1_1.mid").read_bytes() == b"midi"

@@ -231,7 +231,8 @@ def test_score_protocol_schema_and_nan_to_none():
     constant = np.full((1, 40, 2), 0.5)  # the mean baseline on a test set: r undefined
     out = M.score_protocol(y, constant, ["x"] * 40, n_resamples=200, dims=["a", "b"])
     assert set(out) == {"r2", "r2_ci", "pearson_r", "pearson_r_ci", "spearman", "mse",
-                        "within_passage_r", "n", "k", "per_dim"}
+                        "within_passage_r", "n", "k", "per_dim", "ci_unit"}
+    assert out["ci_unit"] == "segment"
     assert set(out["per_dim"]["a"]) == {"r", "r_ci", "r2", "within_passage_r"}
     assert out["pearson_r"] is None and out["per_dim"]["a"]["r_ci"] == [None, None]
     assert isinstance(out["r2"], float) and out["r2"] == round(out["r2"], 6)
@@ -247,3 +248,71 @@ def test_score_protocol_checks_dimension_names():
 def test_jsonable():
     assert M.jsonable({"a": np.float64(np.nan), "b": [np.float32(0.1234567891), np.int64(3)],
                        "c": (np.inf, True)}) == {"a": None, "b": [0.123457, 3], "c": [None, True]}
+
+
+# --------------------------------------------------------------------------- cluster bootstrap
+
+
+def test_cluster_bootstrap_with_singleton_clusters_is_the_row_bootstrap():
+    y, p = synthetic(40, 2)
+    rows = M.bootstrap_ci(y, p, n_resamples=200, seed=1)
+    singletons = M.bootstrap_ci(y, p, clusters=[f"c{i:02d}" for i in range(40)], n_resamples=200, seed=1)
+    assert rows["r2"] == singletons["r2"]
+    np.testing.assert_array_equal(rows["ensemble"]["per_dim_r"], singletons["ensemble"]["per_dim_r"])
+
+
+def test_cluster_bootstrap_is_wider_when_rows_of_a_cluster_share_their_error():
+    rng = np.random.default_rng(0)
+    n_clusters, size = 20, 10
+    y = rng.normal(size=(n_clusters * size, 2))
+    shared = np.repeat(rng.normal(scale=0.8, size=(n_clusters, 2)), size, axis=0)  # a passage's bias
+    p = (y + shared + rng.normal(scale=0.1, size=y.shape))[None]
+    clusters = np.repeat(np.arange(n_clusters), size)
+    by_row = M.bootstrap_ci(y, p, n_resamples=500, seed=0)["r2"]
+    by_cluster = M.bootstrap_ci(y, p, clusters=clusters, n_resamples=500, seed=0)["r2"]
+    assert by_cluster[1] - by_cluster[0] > 1.5 * (by_row[1] - by_row[0])
+    with pytest.raises(ValueError, match="one entry per row"):
+        M.bootstrap_ci(y, p, clusters=clusters[:-1])
+
+
+def test_seed_mean_ci_brackets_the_mean_over_draws():
+    y, p = synthetic(60, 1, d=3, noise=0.3)
+    names = np.repeat([f"g{i}" for i in range(12)], 5)
+    sets = [(y[:30], p[:, :30]), (y[30:], p[:, 30:])]
+    ci = M.seed_mean_ci(sets, [names[:30], names[30:]], n_resamples=300, seed=0)
+    mean = np.mean([M.r2(y[:30], p[0, :30]), M.r2(y[30:], p[0, 30:])])
+    assert ci["r2"][0] < mean < ci["r2"][1]
+
+
+def test_paired_difference_sees_a_real_gap_and_not_an_absent_one():
+    y, _ = synthetic(120, 1, d=3)
+    rng = np.random.default_rng(5)
+    good = (y + rng.normal(scale=0.2, size=y.shape))[None]
+    bad = (y + rng.normal(scale=0.6, size=y.shape))[None]
+    twin = (y + rng.normal(scale=0.2, size=y.shape))[None]
+    groups = np.repeat(np.arange(24), 5)
+    gap = M.paired_r2_difference([(y, good)], [(y, bad)], [groups], n_resamples=500)
+    assert gap["difference"] == pytest.approx(M.r2(y, good[0]) - M.r2(y, bad[0]))
+    assert gap["significant"] and gap["ci"][0] > 0
+    level = M.paired_r2_difference([(y, good)], [(y, twin)], [groups], n_resamples=500)
+    assert level["ci"][0] < level["difference"] < level["ci"][1]
+    with pytest.raises(ValueError, match="same rows"):
+        M.paired_r2_difference([(y, good)], [(y[::-1], bad)], [groups], n_resamples=500)
+
+
+def test_holm_matches_the_step_down_rule():
+    p = np.array([0.01, 0.04, 0.03, np.nan, 0.2])
+    adj = M.holm(p)
+    # sorted 0.01, 0.03, 0.04, 0.2 over m = 4: 0.04, 0.09, max(0.09, 0.08) = 0.09, 0.2
+    np.testing.assert_allclose(adj, [0.04, 0.09, 0.09, np.nan, 0.2])
+    with pytest.raises(ValueError, match="p-values"):
+        M.holm([1.5])
+
+
+def test_joint_percentile_discards_resamples_that_empty_a_draw():
+    y, p = synthetic(60, 1, d=2, noise=0.2)
+    names = np.repeat([f"g{i}" for i in range(20)], 3)
+    small = (y[:3], p[:, :3])  # one group: often absent from a resample
+    ci = M.seed_mean_ci([(y, p), small], [names, names[:3]], n_resamples=400, seed=1)
+    assert 0 < ci["resamples"] < 400  # about (19/20)^20 of the draws keep g0
+    assert np.isfinite(ci["r2"]).all()

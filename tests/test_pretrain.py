@@ -204,7 +204,7 @@ def _labelled_tokens(n: int, n_test: int, seed: int):
     labels = pd.DataFrame(np.random.default_rng(seed).uniform(0, 1, (n, 19)), columns=list(DIMENSIONS))
     labels.insert(0, "segment", segs)
     piece = ["test"] * n_test + [str(i % 4) for i in range(n - n_test)]
-    splits = pd.DataFrame({"segment": segs, "piece_split": piece, "performer_split": piece,
+    splits = pd.DataFrame({"segment": segs, "piece_split_s0": piece, "performer_split": piece,
                            "work_split": piece})
     return data, labels, splits
 
@@ -213,14 +213,17 @@ def test_cross_fit_writes_every_protocol_and_never_trains_on_test():
     data, labels, splits = _labelled_tokens(40, 8, seed=2)
     cfg = FinetuneConfig(batch_size=8, max_epochs=1, patience=1)
     model_cfg = MidiBertConfig(vocab_sizes=VOCAB, **TINY)
-    preds, _, models = cross_fit_midibert(data, labels, splits, model_cfg, cfg, None, ["piece"], 4)
-    assert set(preds) == {"piece_cv", "piece_test"}
-    assert len(preds["piece_cv"]) == 32 and len(preds["piece_test"]) == 8 * 4
-    assert preds["piece_test"].shape[1] == 2 + 19
+    preds, _, models = cross_fit_midibert(data, labels, splits, model_cfg, cfg, None, ["piece"])
+    assert set(preds) == {"piece_s0_cv", "piece_s0_test"}
+    assert len(preds["piece_s0_cv"]) == 32 and len(preds["piece_s0_test"]) == 8 * 4
+    assert preds["piece_s0_test"].shape[1] == 2 + 19
     test_rows = set(range(8))
-    for fms in models.values():
+    fold_of = splits["piece_split_s0"].to_numpy()
+    for name, fms in models.items():
+        k = name.rsplit("_", 1)[1]
         for fm in fms:
             assert not test_rows & set(fm.train_index) and not test_rows & set(fm.val_index)
+            assert k not in set(fold_of[fm.train_index]) | set(fold_of[fm.val_index])  # never fold k
 
 
 def test_n_seeds_averages_the_runs_of_each_seed():
@@ -228,13 +231,13 @@ def test_n_seeds_averages_the_runs_of_each_seed():
     model_cfg = MidiBertConfig(vocab_sizes=VOCAB, **TINY)
     run = lambda **kw: cross_fit_midibert(data, labels, splits, model_cfg,
                                           FinetuneConfig(batch_size=8, max_epochs=1, **kw),
-                                          None, ["piece"], 4)
+                                          None, ["piece"])
     both, per_seed, models = run(n_seeds=2)
     one, two = run(seed=0)[0], run(seed=1)[0]
     assert all(len(fms) == 2 for fms in models.values()) and sorted(per_seed) == [0, 1]
     with pytest.raises(ValueError, match="n_seeds"):
         run(n_seeds=0)
-    for protocol in ("piece_cv", "piece_test"):
+    for protocol in ("piece_s0_cv", "piece_s0_test"):
         dims = list(DIMENSIONS)
         assert not np.allclose(one[protocol][dims], two[protocol][dims])  # the seeds differ
         np.testing.assert_allclose(both[protocol][dims], (one[protocol][dims] + two[protocol][dims]) / 2,
@@ -263,10 +266,10 @@ def test_seed_i_starts_from_encoder_i_cycling_over_the_encoders(monkeypatch):
 
     monkeypatch.setattr(finetune, "fit_fold_bert", recording_fit)
     cfg = FinetuneConfig(batch_size=8, max_epochs=0, seed=7, n_seeds=3)
-    cross_fit_midibert(data, labels, splits, model_cfg, cfg, encoders, ["piece"], 4)
+    cross_fit_midibert(data, labels, splits, model_cfg, cfg, encoders, ["piece"])
     assert started == {7: {0}, 8: {1}, 9: {0}}
     with pytest.raises(ValueError, match="empty"):
-        cross_fit_midibert(data, labels, splits, model_cfg, cfg, [], ["piece"], 4)
+        cross_fit_midibert(data, labels, splits, model_cfg, cfg, [], ["piece"])
 
 
 def test_load_encoders_orders_by_seed_and_rejects_empty_or_mixed_folders(tmp_path):

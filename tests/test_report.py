@@ -203,29 +203,102 @@ def test_results_markdown(setup):
     assert "| – |" in mean_test  # undefined mean r
 
 
-def test_stage_end_to_end(tmp_path, setup):
-    labels, predictions, _ = setup
+def seeded_splits(labels, seeds=(0, 1)):
+    """Passage groups = passages; per seed, one passage is test and the others are dealt."""
+    segments = labels["segment"]
+    passage = segments.str.rsplit("_", n=2).str[0] + "_" + segments.str.rsplit("_", n=1).str[1]
+    frame = pd.DataFrame({"segment": segments, "group": passage})
+    order = sorted(passage.unique())
+    for seed in seeds:
+        rot = order[seed:] + order[:seed]
+        fold_of = {g: "test" if i == 0 else str((i - 1) % 4) for i, g in enumerate(rot)}
+        frame[f"piece_split_s{seed}"] = passage.map(fold_of)
+    frame["performer_split"] = [str(i % 4) for i in range(len(frame))]
+    return frame
+
+
+def seeded_predictions(labels, splits, noise, rng):
+    """cv and test files of every seed, made on ``splits``' folds."""
+    y = labels[DIMS].to_numpy()
+    out = {}
+    for column in [c for c in splits.columns if c.startswith("piece_split_s")]:
+        name = column.replace("piece_split_s", "piece_s")
+        fold = splits[column].to_numpy()
+        cv = ~(fold == "test")
+        df = pd.DataFrame(y[cv] + rng.normal(0, noise, y[cv].shape), columns=DIMS)
+        df.insert(0, "fold", fold[cv].astype(int))
+        df.insert(0, "segment", labels["segment"].to_numpy()[cv])
+        out[f"{name}_cv"] = df
+        test = labels[fold == "test"]
+        out[f"{name}_test"] = fold_model_frame(test, [test[DIMS].to_numpy() + rng.normal(0, noise, (len(test), len(DIMS)))
+                                                      for _ in range(4)])
+    return out
+
+
+def write_stage_inputs(tmp_path, labels, splits, predictions):
     labels.to_csv(tmp_path / "labels.csv", index=False)
+    splits.to_csv(tmp_path / "splits.csv", index=False)
     for model, by_protocol in predictions.items():
-        (tmp_path / "pred" / model).mkdir(parents=True)
+        (tmp_path / "pred" / model).mkdir(parents=True, exist_ok=True)
         for protocol, df in by_protocol.items():
-            if (model, protocol) != ("good", "piece_test"):  # a missing file is skipped
-                df.to_csv(tmp_path / "pred" / model / f"{protocol}.csv", index=False)
-    params = {"evaluate": {"models": ["mean", "ridge", "good"], "baselines": ["mean", "ridge"],
-                           "protocols": ["piece_cv", "piece_test"], "n_resamples": 200,
-                           "seed": 0, "confidence": 0.9, "single_modality": ["good"]}}
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    proc = subprocess.run(
+            df.to_csv(tmp_path / "pred" / model / f"{protocol}.csv", index=False)
+
+
+def run_stage(tmp_path, params):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"evaluate": params}))
+    return subprocess.run(
         [sys.executable, str(ROOT / "stages" / "evaluate.py"), "--params", str(tmp_path / "params.yaml"),
-         "--labels", str(tmp_path / "labels.csv"), "--predictions", str(tmp_path / "pred"),
-         "--out", str(tmp_path / "metrics")], capture_output=True, text=True, timeout=120)
+         "--labels", str(tmp_path / "labels.csv"), "--splits", str(tmp_path / "splits.csv"),
+         "--predictions", str(tmp_path / "pred"), "--out", str(tmp_path / "metrics")],
+        capture_output=True, text=True, timeout=120)
+
+
+STAGE_PARAMS = {"models": ["mean", "ridge", "good"], "baselines": ["mean", "ridge"],
+                "protocols": ["piece_cv", "piece_test", "performer_cv"], "n_resamples": 200,
+                "seed": 0, "confidence": 0.9, "single_modality": ["ridge"], "default_model": "good",
+                "comparisons": {"baseline": "ridge", "ablations": [], "pairs": [["ridge", "mean"]]}}
+
+
+def test_stage_scores_every_seed_by_passage_and_compares_pairs(tmp_path):
+    labels = make_labels()
+    splits = seeded_splits(labels)
+    rng = np.random.default_rng(3)
+    predictions = {m: seeded_predictions(labels, splits, noise, rng)
+                   for m, noise in (("mean", 0.3), ("ridge", 0.07), ("good", 0.03))}
+    performer = pd.DataFrame(labels[DIMS].to_numpy() + 0.01, columns=DIMS)
+    performer.insert(0, "fold", splits["performer_split"].astype(int))
+    performer.insert(0, "segment", labels["segment"])
+    predictions["good"]["performer_cv"] = performer
+    write_stage_inputs(tmp_path, labels, splits, predictions)
+    proc = run_stage(tmp_path, STAGE_PARAMS)
     assert proc.returncode == 0, proc.stderr
-    assert "skip good/piece_test" in proc.stderr
     result = json.loads((tmp_path / "metrics" / "eval.json").read_text())
-    assert set(result["good"]) == {"piece_cv"} and set(result["mean"]) == {"piece_cv", "piece_test"}
-    assert result["ridge"]["piece_cv"]["williams_single"]["reference"] == "good"
-    assert result["good"]["piece_cv"]["williams_single"] is None
-    assert "williams_single" not in result["ridge"]["piece_test"]  # good has no piece_test file
+    assert set(result["good"]) == {"piece_cv", "piece_test", "performer_cv"}
+    piece = result["good"]["piece_test"]
+    assert piece["ci_unit"] == "passage" and piece["n_seeds"] == 2
+    by_seed = piece["r2_by_seed"]
+    assert set(by_seed) == {"0", "1"}
+    assert piece["r2_seed_mean"] == pytest.approx(np.mean(list(by_seed.values())), abs=1e-6)
+    assert piece["r2_seed_sd"] == pytest.approx(np.std(list(by_seed.values()), ddof=1), abs=1e-6)
+    assert piece["r2_ci"][0] <= piece["r2"] <= piece["r2_ci"][1]
+    assert piece["by_seed"]["1"]["williams"]["baseline"] == "ridge"
+    assert "n_better_holm" in piece["by_seed"]["1"]["williams"]
+    comparisons = json.loads((tmp_path / "metrics" / "comparisons.json").read_text())
+    vs_ridge = next(c for c in comparisons["piece_cv"] if c["b"] == "ridge")
+    assert vs_ridge["a"] == "good" and vs_ridge["seeds"] == [0, 1] and vs_ridge["significant"]
+    assert vs_ridge["difference"] == pytest.approx(vs_ridge["r2_a"] - vs_ridge["r2_b"], abs=1e-6)
+    assert vs_ridge["verdict"] == "good better"
+    assert [c["b"] for c in comparisons["piece_test"]] == ["ridge", "ridge", "mean"]  # single, baseline, pair
     assert "R² [90% CI]" in (tmp_path / "metrics" / "results.md").read_text()
-    assert len(pd.read_csv(tmp_path / "metrics" / "plots" / "per_dim_r.csv")) == 5 * len(DIMS)
-    assert len(pd.read_csv(tmp_path / "metrics" / "plots" / "pred_vs_true.csv")) == 3 * len(labels) * len(DIMS)
+
+
+def test_stage_refuses_predictions_made_on_another_split(tmp_path):
+    labels = make_labels()
+    splits = seeded_splits(labels)
+    predictions = {"ridge": seeded_predictions(labels, splits, 0.05, np.random.default_rng(0))}
+    stale = predictions["ridge"]["piece_s1_cv"]
+    predictions["ridge"]["piece_s1_cv"] = stale.assign(fold=(stale["fold"] + 1) % 4)
+    write_stage_inputs(tmp_path, labels, splits, predictions)
+    proc = run_stage(tmp_path, {**STAGE_PARAMS, "models": ["ridge"]})
+    assert proc.returncode != 0
+    assert "piece_s1_cv.csv" in proc.stderr and "made on another split" in proc.stderr

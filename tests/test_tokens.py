@@ -118,12 +118,14 @@ def test_heldout_works_reach_the_fraction_and_are_seeded():
 
 
 def test_test_segments_of_every_protocol():
-    splits = pd.DataFrame({"segment": ["a", "b", "c", "d"], "piece_split": ["test", "0", "test", "1"],
+    splits = pd.DataFrame({"segment": ["a", "b", "c", "d"], "group": "g",
+                           "piece_split_s0": ["test", "0", "1", "1"],
+                           "piece_split_s1": ["1", "0", "test", "1"],
                            "performer_split": ["1", "test", "test", "train_only"],
                            "work_split": ["0", "1", "2", "3"]})
     out = percepiano_test_segments(splits)
     assert out["segment"].tolist() == ["a", "b", "c"]
-    assert out["protocols"].tolist() == ["piece_test", "performer_test", "piece_test;performer_test"]
+    assert out["protocols"].tolist() == ["piece_test_s0", "performer_test", "piece_test_s1;performer_test"]
 
 
 def test_ngram_overlap_finds_a_passage_inside_a_corpus_file():
@@ -160,7 +162,7 @@ def test_tokenize_stage_keeps_test_segments_out_of_the_corpus(tmp_path):
     (raw / "percepiano" / "midi").mkdir(parents=True)
     for name, notes in segs.items():
         write_midi(raw / "percepiano" / "midi" / f"{name}.mid", notes)
-    splits = pd.DataFrame({"segment": list(segs), "piece_split": ["test", "0"],
+    splits = pd.DataFrame({"segment": list(segs), "piece_split_s0": ["test", "0"],
                            "performer_split": ["1", "2"], "work_split": ["0", "0"]})
     splits.to_csv(tmp_path / "splits.csv", index=False)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())

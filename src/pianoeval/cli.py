@@ -6,8 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
-ABLATION_BEGIN, ABLATION_END = "<!-- ablation:begin -->", "<!-- ablation:end -->"
+BEGIN, END = "<!-- headline:begin -->", "<!-- headline:end -->"
 
 
 def render_readme(readme: str, table: str, begin: str = BEGIN, end: str = END) -> str:
@@ -20,33 +19,60 @@ def render_readme(readme: str, table: str, begin: str = BEGIN, end: str = END) -
 
 
 def readme_command(args: argparse.Namespace) -> int:
-    from pianoeval.evaluate.report import results_markdown
+    from pianoeval.evaluate.headline import headline_markdown
+    from pianoeval.params import load_params
 
-    table = results_markdown(json.loads(Path(args.metrics).read_text()))
+    evaluate = load_params("evaluate", args.params)
+    table = headline_markdown(json.loads(Path(args.metrics).read_text()),
+                              json.loads(Path(args.comparisons).read_text()),
+                              evaluate["default_model"], evaluate["protocols"])
     readme = Path(args.readme)
     new = render_readme(readme.read_text(), table)
-    ablation = Path(args.ablation)
-    if ablation.exists():  # the ablation stage's tables, without their title
-        body = ablation.read_text().split("\n", 1)[1]
-        new = render_readme(new, body.replace("\n## ", "\n#### "), ABLATION_BEGIN, ABLATION_END)
     if args.check:
         if new != readme.read_text():
-            print(f"{readme}: results table is stale; run `make repro`", file=sys.stderr)
+            print(f"{readme}: the headline table is stale; run `make repro` (or `pianoeval "
+                  "readme`)", file=sys.stderr)
             return 1
         return 0
     readme.write_text(new)
     return 0
 
 
+def download_command(args: argparse.Namespace) -> int:
+    from pianoeval.data.download import download_into_mirror
+    from pianoeval.params import load_params
+
+    ingest = load_params("ingest", args.params)
+    if args.source not in ingest["sources"]:
+        print(f"unknown source {args.source!r} (ingest.sources: {sorted(ingest['sources'])})",
+              file=sys.stderr)
+        return 2
+    try:
+        folder = download_into_mirror(args.source, ingest["sources"][args.source],
+                                      ingest["mirror"], Path(args.cache))
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        print(f"pianoeval download: {exc}", file=sys.stderr)
+        return 2
+    print(folder)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pianoeval", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    readme = sub.add_parser("readme", help="regenerate README's results table from metrics/")
+    readme = sub.add_parser("readme", help="regenerate README's headline table from metrics/")
     readme.add_argument("--metrics", default="metrics/eval.json")
+    readme.add_argument("--comparisons", default="metrics/comparisons.json")
+    readme.add_argument("--params", default="params.yaml")
     readme.add_argument("--readme", default="README.md")
-    readme.add_argument("--ablation", default="metrics/ablation.md")
     readme.add_argument("--check", action="store_true", help="fail if the table is out of date")
     readme.set_defaults(func=readme_command)
+    download = sub.add_parser("download", help="fetch a source's pinned upstream archive into the "
+                              "data mirror (sha256 from params.yaml; refused without one)")
+    download.add_argument("source", help="an ingest.sources key: percepiano, maestro, giantmidi")
+    download.add_argument("--params", default="params.yaml")
+    download.add_argument("--cache", default="data/downloads", help="where archives are kept")
+    download.set_defaults(func=download_command)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -42,9 +42,23 @@ def resolve_profile(section: dict, stage: str) -> dict:
     return merge_params(section, profiles[profile])
 
 
-def mirror_root(configured: str | Path | None) -> Path | None:
-    """The data mirror: env PIANOEVAL_DATA_MIRROR, else the configured folder; None if absent."""
-    candidate = os.environ.get(MIRROR_ENV) or configured
-    if candidate and Path(candidate).is_dir():
-        return Path(candidate)
-    return None
+def mirror_folder(configured: str | Path, environ: dict | None = None) -> Path:
+    """The data mirror named by ``ingest.mirror``, checked.
+
+    The mirror is a DVC dependency of ``ingest``, so the folder that is read must be the one
+    params.yaml names: ``PIANOEVAL_DATA_MIRROR``, when set, has to name the same folder (set the
+    key instead, e.g. ``dvc exp run -S ingest.mirror=/path``). ValueError when they differ,
+    FileNotFoundError naming the path when the folder is missing.
+    """
+    environ = os.environ if environ is None else environ
+    mirror = Path(configured).expanduser()
+    from_env = environ.get(MIRROR_ENV)
+    if from_env and Path(from_env).expanduser().resolve() != mirror.resolve():
+        raise ValueError(
+            f"{MIRROR_ENV}={from_env} but params.yaml ingest.mirror is {configured}: DVC tracks "
+            f"the key, so set it (dvc exp run -S ingest.mirror={from_env}) or unset {MIRROR_ENV}")
+    if not mirror.is_dir():
+        raise FileNotFoundError(
+            f"ingest.mirror: {mirror} is not a folder (a copy of the data mirror is expected "
+            f"there; `pianoeval download SOURCE` fetches a pinned archive into it)")
+    return mirror

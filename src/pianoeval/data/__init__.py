@@ -1,0 +1,1 @@
+"""Data: ingest, the note-array data model, labels, segment names, splits."""

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pianoeval.data.download import download_source, sha256_file
+from pianoeval.data.download import sha256_file
 from pianoeval.data.midi import MidiError, read_midi
-from pianoeval.params import mirror_root
+from pianoeval.params import mirror_folder
 
 log = logging.getLogger(__name__)
 
@@ -29,22 +29,18 @@ class Validation:
     min_notes: int = 1
 
 
-def resolve_source(name: str, spec: dict, mirror: str | None, download_dir: Path) -> tuple[Path, str]:
-    """Where source ``name`` comes from, in order: params path, mirror (env first), download.
+def source_folder(name: str, spec: dict, mirror: str | Path, environ: dict | None = None) -> Path:
+    """``<ingest.mirror>/<ingest.sources.<name>.dir>``: the folder ``ingest@<name>`` reads.
 
-    Returns (folder, how) with how in {"params", "mirror", "download"}.
+    Never downloads (``pianoeval download`` does, when asked); FileNotFoundError names the key
+    and the path when the folder is missing.
     """
-    if spec.get("path"):
-        path = Path(spec["path"]).expanduser()
-        if not path.is_dir():
-            raise FileNotFoundError(f"ingest.sources.{name}.path: {path} is not a folder")
-        return path, "params"
-    root = mirror_root(mirror)
-    if root is not None and (root / spec["mirror_subdir"]).is_dir():
-        return root / spec["mirror_subdir"], "mirror"
-    archive = spec.get("download") or name
-    log.info("%s: no mirror at %s; downloading the pinned upstream archive %s", name, mirror, archive)
-    return download_source(archive, download_dir), "download"
+    if not spec.get("dir"):
+        raise ValueError(f"ingest.sources.{name}.dir: missing (the source's folder in the mirror)")
+    folder = mirror_folder(mirror, environ) / spec["dir"]
+    if not folder.is_dir():
+        raise FileNotFoundError(f"ingest.sources.{name}.dir: {folder} is not a folder")
+    return folder
 
 
 def normalise_name(relpath: Path) -> Path:

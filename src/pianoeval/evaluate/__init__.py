@@ -1,0 +1,1 @@
+"""Evaluation: scores of predictions against the labels, bootstrap CIs, paired comparisons, reports."""

@@ -254,49 +254,229 @@ def resampled_scores(y_true, y_pred_models, idx) -> tuple[np.ndarray, np.ndarray
     return _scores_from_moments(S, w.sum(axis=1), p.shape[0], p.shape[2])
 
 
-def bootstrap_ci(y_true, y_pred_models, *, n_resamples: int = 1000, seed: int = 0,
+def cluster_codes(clusters, n: int) -> tuple[np.ndarray, int]:
+    """Row -> cluster index (0..G-1) and G; ``None`` makes every row its own cluster."""
+    if clusters is None:
+        return np.arange(n), n
+    clusters = np.asarray(clusters)
+    if clusters.shape != (n,):
+        raise ValueError(f"clusters must have one entry per row ({n}), got shape {clusters.shape}")
+    _, codes = np.unique(clusters, return_inverse=True)
+    return codes, int(codes.max()) + 1 if n else 0
+
+
+def cluster_bootstrap(statistic, n_clusters: int, *, n_resamples: int = 1000, seed: int = 0,
+                      confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """BCa interval of a vector statistic under resampling of whole clusters.
+
+    ``statistic(counts)`` maps (B, G) draw counts of the G clusters (how often each cluster is in
+    each resample) to (B, m) statistics. Clusters, not rows, are drawn with replacement, and
+    the BCa jackknife leaves out one cluster at a time, so rows that share a cluster (the
+    segments of one passage group) move together. Returns the (m,) lower and upper bounds
+    (NaN with fewer than 2 clusters).
+    """
+    if int(n_resamples) != n_resamples or n_resamples < 100:
+        raise ValueError(f"n_resamples must be an integer >= 100 for a BCa interval, got {n_resamples}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}")
+    if n_clusters < 2:  # nothing to resample: the interval is undefined, not zero-width
+        width = np.asarray(statistic(np.ones((1, max(n_clusters, 1))))).shape[1]
+        return np.full(width, np.nan), np.full(width, np.nan)
+
+    def vectorised(idx, axis=-1):
+        lead = idx.shape[:-1]
+        counts = _counts(idx.reshape(-1, idx.shape[-1]), n_clusters)
+        return statistic(counts).T.reshape(-1, *lead)  # (statistics, *resamples)
+
+    with warnings.catch_warnings():
+        # An undefined statistic (e.g. r of constant predictions) gives a NaN bound.
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = stats.bootstrap((np.arange(n_clusters),), vectorised, n_resamples=int(n_resamples),
+                              vectorized=True, confidence_level=confidence, method="BCa",
+                              rng=np.random.default_rng(seed))
+    return res.confidence_interval.low, res.confidence_interval.high
+
+
+def _prediction_sets(p: np.ndarray) -> np.ndarray:
+    """The k fold models' predictions, plus their mean (the ensemble) when k > 1."""
+    return np.concatenate([p, p.mean(axis=0, keepdims=True)]) if p.shape[0] > 1 else p
+
+
+def _set_scores(y_true: np.ndarray, p: np.ndarray, codes: np.ndarray):
+    """A function of cluster counts (B, G) -> ``_stat_vector`` rows of the k models and, when
+    k > 1, of their ensemble: (B, 2 + d) or (B, 2 * (2 + d))."""
+    k, _, d = p.shape
+    sets = _prediction_sets(p)
+    X = _moment_features(y_true, sets)
+
+    def scores(counts: np.ndarray) -> np.ndarray:
+        w = counts[:, codes]
+        r2_dims, r = _scores_from_moments(w @ X, w.sum(axis=1), len(sets), d)
+        out = [_stat_vector(r2_dims[:, :k], r[:, :k])]
+        if k > 1:
+            out.append(_stat_vector(r2_dims[:, k:], r[:, k:]))
+        return np.concatenate(out, axis=1)
+    return scores
+
+
+def bootstrap_ci(y_true, y_pred_models, *, clusters=None, n_resamples: int = 1000, seed: int = 0,
                  confidence: float = 0.95) -> dict:
     """BCa bootstrap confidence intervals of R^2, mean r and per-dimension r.
 
-    Segments (rows) are resampled with replacement; the k fold-model predictions of a row
-    travel together, and each resample is scored as the mean over the k models (as the point
-    estimates are). With k > 1 the mean of the k predictions (the ensemble) is scored on the
-    same resamples. One ``scipy.stats.bootstrap(method='BCa')`` call covers every statistic;
-    it resamples an index array and :func:`resampled_scores`-style moments score all resamples
-    and the n jackknife leave-one-out sets in a few matrix products.
+    ``clusters`` (n,) names each row's cluster (the passage group of a segment): whole clusters
+    are resampled with replacement (:func:`cluster_bootstrap`); ``None`` resamples rows. The k
+    fold-model predictions of a row travel together, and each resample is scored as the mean
+    over the k models (as the point estimates are). With k > 1 the mean of the k predictions
+    (the ensemble) is scored on the same resamples. Weighted moments (``resampled_scores``)
+    score all resamples and the jackknife sets in a few matrix products.
 
     Returns ``{"r2": (lo, hi), "pearson_r": (lo, hi), "per_dim_r": (lo[d], hi[d])}`` plus, when
     k > 1, the same three under ``"ensemble"``. Deterministic for a given ``seed``.
     """
     y_true, p = validate_models(y_true, y_pred_models)
-    if int(n_resamples) != n_resamples or n_resamples < 100:
-        raise ValueError(f"n_resamples must be an integer >= 100 for a BCa interval, got {n_resamples}")
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}")
     k, n, d = p.shape
-    sets = np.concatenate([p, p.mean(axis=0, keepdims=True)]) if k > 1 else p
-    X = _moment_features(y_true, sets)
-
-    def statistic(idx, axis=-1):
-        lead = idx.shape[:-1]
-        w = _counts(idx.reshape(-1, idx.shape[-1]), n)
-        r2_dims, r = _scores_from_moments(w @ X, w.sum(axis=1), len(sets), d)
-        out = [_stat_vector(r2_dims[:, :k], r[:, :k])]
-        if k > 1:
-            out.append(_stat_vector(r2_dims[:, k:], r[:, k:]))
-        return np.concatenate(out, axis=1).T.reshape(-1, *lead)  # (statistics, *resamples)
-
-    with warnings.catch_warnings():
-        # An undefined r (constant predictions) makes its interval NaN; the caller reports None.
-        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
-        warnings.simplefilter("ignore", RuntimeWarning)
-        res = stats.bootstrap((np.arange(n),), statistic, n_resamples=int(n_resamples),
-                              vectorized=True, confidence_level=confidence, method="BCa",
-                              rng=np.random.default_rng(seed))
-    lo, hi = res.confidence_interval.low, res.confidence_interval.high
+    codes, n_clusters = cluster_codes(clusters, n)
+    lo, hi = cluster_bootstrap(_set_scores(y_true, p, codes), n_clusters, n_resamples=n_resamples,
+                               seed=seed, confidence=confidence)
     out = _unpack_ci(lo[: d + 2], hi[: d + 2])
     if k > 1:
         out["ensemble"] = _unpack_ci(lo[d + 2:], hi[d + 2:])
+    return out
+
+
+def joint_cluster_percentile(statistic, n_clusters: int, members: Sequence[np.ndarray], *,
+                             n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95
+                             ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Bias-corrected percentile interval of ``statistic(counts)`` (B, m) over resamples of whole
+    clusters that leave every set of ``members`` (each an array of the cluster indices a set's
+    rows belong to) with rows.
+
+    Several split draws share one cluster vocabulary: a resample draws clusters once, for every
+    draw at once. A small test set (a few music groups) is left empty by some resamples; those
+    resamples are discarded (a conditional bootstrap) rather than scored without that draw,
+    which would favour the draws with more groups. R^2 on a resample of a few large clusters
+    is biased low, so the percentiles are bias-corrected (Efron's BC: z0 = Phi^-1(share of
+    resampled values below the estimate), bounds at Phi(2 z0 +- z)); BCa's acceleration
+    needs a jackknife that this conditional scheme does not have. Returns (lower, upper,
+    resamples kept).
+    """
+    if int(n_resamples) != n_resamples or n_resamples < 100:
+        raise ValueError(f"n_resamples must be an integer >= 100, got {n_resamples}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie strictly between 0 and 1, got {confidence}")
+    estimate = np.asarray(statistic(np.ones((1, n_clusters))))[0]
+    if n_clusters < 2:
+        return np.full(len(estimate), np.nan), np.full(len(estimate), np.nan), 0
+    rng = np.random.default_rng(seed)
+    counts = _counts(rng.integers(0, n_clusters, (int(n_resamples), n_clusters)), n_clusters)
+    kept = np.all([counts[:, np.unique(m)].sum(axis=1) > 0 for m in members], axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        values = statistic(counts[kept])
+        below = np.clip(np.mean(values < estimate, axis=0), 1 / (2 * len(values)),
+                        1 - 1 / (2 * len(values)))
+        z0, z = stats.norm.ppf(below), stats.norm.ppf((1 + confidence) / 2)
+        lo_q, hi_q = stats.norm.cdf(2 * z0 - z), stats.norm.cdf(2 * z0 + z)
+        lo = np.array([np.nanquantile(values[:, j], lo_q[j]) for j in range(values.shape[1])])
+        hi = np.array([np.nanquantile(values[:, j], hi_q[j]) for j in range(values.shape[1])])
+    undefined = np.isnan(estimate)
+    lo[undefined], hi[undefined] = np.nan, np.nan
+    return lo, hi, int(kept.sum())
+
+
+def _joint_sets(sets: Sequence[tuple], clusters: Sequence) -> tuple[np.ndarray, list, int]:
+    """Shared cluster vocabulary, per set (y_true, p, codes), and the dimension count."""
+    if len(sets) != len(clusters) or not sets:
+        raise ValueError(f"need one cluster array per set, got {len(sets)} sets, {len(clusters)}")
+    vocab = np.unique(np.concatenate([np.asarray(c) for c in clusters]))
+    out, d = [], None
+    for (y_true, y_pred), names in zip(sets, clusters):
+        y_true, p = validate_models(y_true, y_pred)
+        if d is not None and p.shape[2] != d:
+            raise ValueError("every set must have the same dimensions")
+        d = p.shape[2]
+        if len(names) != p.shape[1]:
+            raise ValueError(f"clusters must have one entry per row ({p.shape[1]}), got {len(names)}")
+        out.append((y_true, p, np.searchsorted(vocab, np.asarray(names))))
+    return vocab, out, d
+
+
+def seed_mean_ci(sets: Sequence[tuple], clusters: Sequence, *, n_resamples: int = 1000,
+                 seed: int = 0, confidence: float = 0.95) -> dict:
+    """Intervals of R^2, mean r and per-dimension r averaged over repeated splits.
+
+    ``sets`` holds one ``(y_true, y_pred_models)`` per split draw (e.g. each seed's piece test
+    set); ``clusters`` one array of cluster names per set, from one shared vocabulary (the
+    passage groups, the same in every draw). Statistic: the mean over sets of each set's score
+    (itself the mean over its k fold models). Percentile intervals of
+    :func:`joint_cluster_percentile`: one resample draws clusters once and weights every set's
+    rows by it, so the draws' scores move together where they share music.
+    Returns ``bootstrap_ci``'s keys without ``ensemble``, plus ``resamples`` (kept).
+    """
+    vocab, joint, d = _joint_sets(sets, clusters)
+    scorers = [_set_scores(y, p, codes) for y, p, codes in joint]
+
+    def mean_over_sets(counts):
+        return np.mean([f(counts)[:, : d + 2] for f in scorers], axis=0)
+
+    lo, hi, kept = joint_cluster_percentile(mean_over_sets, len(vocab), [c for *_, c in joint],
+                                            n_resamples=n_resamples, seed=seed, confidence=confidence)
+    return {**_unpack_ci(lo, hi), "resamples": kept}
+
+
+def paired_r2_difference(sets_a: Sequence[tuple], sets_b: Sequence[tuple], clusters: Sequence, *,
+                         n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95) -> dict:
+    """R^2_A - R^2_B with a percentile interval from a paired cluster bootstrap.
+
+    ``sets_a`` and ``sets_b`` hold one ``(y_true, y_pred_models)`` per split draw, on the same
+    rows in the same order (both models predicted the same segments); ``clusters`` one cluster
+    array per draw. Each resample weights both models' rows identically
+    (:func:`joint_cluster_percentile`), so the interval reflects only the difference between
+    them. R^2 of a model on a draw is the mean over its k fold models, averaged over draws.
+    Returns ``{"difference", "ci", "significant", "resamples"}``, where significant means the
+    interval excludes 0.
+    """
+    if len(sets_a) != len(sets_b):
+        raise ValueError("need the same number of sets for A and B")
+    vocab, joint_a, _ = _joint_sets(sets_a, clusters)
+    _, joint_b, _ = _joint_sets(sets_b, clusters)
+    pairs = []
+    for (ya, pa, codes), (yb, pb, _) in zip(joint_a, joint_b):
+        if ya.shape != yb.shape or not np.allclose(ya, yb):
+            raise ValueError("A and B must be scored on the same rows with the same labels")
+        pairs.append((_set_scores(ya, pa, codes), _set_scores(yb, pb, codes)))
+
+    def difference(counts):
+        return np.mean([fa(counts)[:, :1] - fb(counts)[:, :1] for fa, fb in pairs], axis=0)
+
+    point = float(difference(np.ones((1, len(vocab))))[0, 0])
+    lo, hi, kept = joint_cluster_percentile(difference, len(vocab), [c for *_, c in joint_a],
+                                            n_resamples=n_resamples, seed=seed, confidence=confidence)
+    ci = (float(lo[0]), float(hi[0]))
+    return {"difference": point, "ci": ci, "significant": bool(ci[0] > 0 or ci[1] < 0),
+            "resamples": kept}
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (family-wise error over the given tests; NaN kept).
+
+    p_adj(i) = max over j <= i of min(1, (m - j + 1) p(j)), p sorted ascending, m the number of
+    defined p-values (scipy.stats.false_discovery_control covers FDR, not the family-wise Holm).
+    """
+    p = np.asarray(p_values, float)
+    out = np.full_like(p, np.nan)
+    ok = ~np.isnan(p)
+    if not ok.any():
+        return out
+    if np.any((p[ok] < 0) | (p[ok] > 1)):
+        raise ValueError(f"p-values must lie in [0, 1], got {p[ok]}")
+    order = np.argsort(p[ok])
+    m = ok.sum()
+    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[ok][order]))
+    vals = np.empty(m)
+    vals[order] = adjusted
+    out[ok] = vals
     return out
 
 
@@ -316,21 +496,25 @@ def _unpack_ci(lo: np.ndarray, hi: np.ndarray) -> dict:
 
 def score_protocol(y_true, y_pred_models, passages: Sequence, n_resamples: int = 1000,
                    seed: int = 0, confidence: float = 0.95,
-                   dims: Sequence[str] = DIMENSIONS) -> dict:
+                   dims: Sequence[str] = DIMENSIONS, clusters: Sequence | None = None) -> dict:
     """Every measure for one model on one evaluation protocol, as a JSON-safe dict.
 
     ``y_pred_models`` is (k, n, d): k = 1 for pooled out-of-fold predictions of a
     cross-validation protocol; k = 4 when each fold model scored the same test set. Every
     measure is then the mean over the k models (as PercePiano averages R^2 over fold models),
-    and ``ensemble`` scores the mean of the k predictions. Floats are rounded to 6 places and
-    undefined values (NaN) become None.
+    and ``ensemble`` scores the mean of the k predictions. ``clusters`` (the passage group of
+    each row) makes the CIs resample whole groups (``ci_unit`` "passage"); without it rows are
+    resampled (``ci_unit`` "segment"). Floats are rounded to 6 places and undefined values
+    (NaN) become None.
     """
     y_true, p = validate_models(y_true, y_pred_models)
     dims = list(dims)
     if len(dims) != y_true.shape[1]:
         raise ValueError(f"got {len(dims)} dimension names for {y_true.shape[1]} columns")
-    ci = bootstrap_ci(y_true, p, n_resamples=n_resamples, seed=seed, confidence=confidence)
+    ci = bootstrap_ci(y_true, p, clusters=clusters, n_resamples=n_resamples, seed=seed,
+                      confidence=confidence)
     out = _measures(y_true, list(p), passages, ci, dims)
+    out["ci_unit"] = "segment" if clusters is None else "passage"
     out["n"] = int(y_true.shape[0])
     out["k"] = int(p.shape[0])
     if p.shape[0] > 1:

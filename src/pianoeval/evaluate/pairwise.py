@@ -4,7 +4,7 @@ Williams' test per dimension of model A's r against model B's (``williams_vs_bes
 with B as the only baseline: labels, A and B are the three dependent variables)."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pandas as pd
 
@@ -15,11 +15,13 @@ from pianoeval.evaluate.report import stack_predictions, williams_vs_best_baseli
 
 def compare_pair(pred_a: pd.DataFrame, pred_b: pd.DataFrame, labels: pd.DataFrame, a: str, b: str,
                  n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95,
-                 dims: Sequence[str] = DIMENSIONS) -> dict:
-    """``{a: {r2, r2_ci, pearson_r}, b: {...}, r2_difference, williams}`` for one protocol."""
+                 dims: Sequence[str] = DIMENSIONS, groups: Mapping[str, str] | None = None) -> dict:
+    """``{a: {r2, r2_ci, pearson_r}, b: {...}, r2_difference, williams}`` for one protocol;
+    ``groups`` (segment -> passage group) makes the CIs resample passage groups."""
     stacked = {m: stack_predictions(p, labels, dims) for m, p in ((a, pred_a), (b, pred_b))}
     scores = {m: score_protocol(s.y_true, s.y_pred, s.passages, n_resamples=n_resamples,
-                                seed=seed, confidence=confidence, dims=dims)
+                                seed=seed, confidence=confidence, dims=dims,
+                                clusters=None if groups is None else [groups[x] for x in s.segments])
               for m, s in stacked.items()}
     williams = williams_vs_best_baseline(stacked, scores, [b], dims)[a]
     out = {m: {k: scores[m][k] for k in ("r2", "r2_ci", "pearson_r", "pearson_r_ci")} for m in (a, b)}

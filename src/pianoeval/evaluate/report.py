@@ -9,7 +9,8 @@ Inputs are in-memory DataFrames (the stage script does the file I/O):
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,8 +18,8 @@ import pandas as pd
 
 from pianoeval.data.dimensions import DIMENSIONS
 from pianoeval.data.segments import parse_segment
-from pianoeval.evaluate.metrics import (cohens_q, jsonable, pearson_per_dim, score_protocol,
-                                        williams_test)
+from pianoeval.evaluate.metrics import (cohens_q, holm, jsonable, pearson_per_dim, score_protocol,
+                                        seed_mean_ci, williams_test)
 
 
 @dataclass(frozen=True)
@@ -73,17 +74,26 @@ def stack_predictions(pred: pd.DataFrame, labels: pd.DataFrame,
     return Stacked(segments, truth.loc[segments].to_numpy(float), y_pred)
 
 
+SEEDED = re.compile(r"^(?P<split>piece)_s(?P<seed>\d+)_(?P<kind>cv|test)$")
+
+
 def evaluate(labels: pd.DataFrame, predictions: dict[str, dict[str, pd.DataFrame]],
              baselines: Sequence[str], n_resamples: int = 1000, seed: int = 0,
              confidence: float = 0.95, dims: Sequence[str] = DIMENSIONS,
              progress: Callable[[Iterable], Iterable] = iter,
-             single_modality: Sequence[str] = ()) -> dict:
+             single_modality: Sequence[str] = (),
+             groups: Mapping[str, str] | None = None) -> dict:
     """``{model: {protocol: score_protocol(...) + {"williams": ...}}}``.
 
     ``williams`` compares each model with the best (highest R^2) of ``baselines`` on that
     protocol. Where any model of ``single_modality`` (e.g. the score-only and the audio-only
     models) was scored on a protocol, every model there also gets ``williams_single``: the same
     comparison against the best of the ``single_modality`` models (None for that model itself).
+
+    ``groups`` maps each segment to its passage group: the CIs then resample whole groups
+    (``ci_unit`` "passage"). Protocols of repeated piece splits (``piece_s<seed>_cv``,
+    ``piece_s<seed>_test``) are combined into ``piece_cv`` / ``piece_test`` over their seeds
+    (:func:`combine_seeds`).
 
     Every (model, protocol) pair uses the same bootstrap seed, so models on one protocol are
     scored on the same resamples. ``progress`` wraps the iterable of (model, protocol) pairs
@@ -97,7 +107,7 @@ def evaluate(labels: pd.DataFrame, predictions: dict[str, dict[str, pd.DataFrame
         stacked.setdefault(protocol, {})[model] = s
         out.setdefault(model, {})[protocol] = score_protocol(
             s.y_true, s.y_pred, s.passages, n_resamples=n_resamples, seed=seed,
-            confidence=confidence, dims=dims)
+            confidence=confidence, dims=dims, clusters=_clusters(s, groups))
     for protocol, by_model in stacked.items():
         scores = {m: out[m][protocol] for m in by_model}
         for model, result in williams_vs_best_baseline(by_model, scores, baselines, dims).items():
@@ -107,7 +117,82 @@ def evaluate(labels: pd.DataFrame, predictions: dict[str, dict[str, pd.DataFrame
         for model, result in williams_vs_reference(by_model, scores, single_modality, dims,
                                                    key="reference").items():
             out[model][protocol]["williams_single"] = result
-    return out
+    return combine_seeds(out, stacked, groups, n_resamples=n_resamples, seed=seed,
+                         confidence=confidence, dims=dims)
+
+
+def _clusters(s: Stacked, groups: Mapping[str, str] | None) -> list[str] | None:
+    if groups is None:
+        return None
+    missing = [seg for seg in s.segments if seg not in groups]
+    if missing:
+        raise ValueError(f"{len(missing)} segments have no passage group, e.g. {missing[:3]}")
+    return [groups[seg] for seg in s.segments]
+
+
+def combine_seeds(out: dict, stacked: dict[str, dict[str, Stacked]],
+                  groups: Mapping[str, str] | None, n_resamples: int = 1000, seed: int = 0,
+                  confidence: float = 0.95, dims: Sequence[str] = DIMENSIONS) -> dict:
+    """Replace each model's ``piece_s<seed>_<kind>`` entries by one ``piece_<kind>`` entry.
+
+    Its measures are the means over the seeds the model was scored on; ``r2_by_seed``,
+    ``r2_seed_mean`` and ``r2_seed_sd`` (sample sd, ddof 1; None for one seed) give the spread
+    of the split draw; the CIs (``seed_mean_ci``) resample passage groups once for all draws.
+    ``by_seed`` keeps each draw's R^2 with its CI, n and Williams counts (p < .05 and after a
+    Holm correction over the dimensions).
+    """
+    combined = {}
+    for model, by_protocol in out.items():
+        seeded: dict[str, dict[int, str]] = {}
+        for protocol in by_protocol:
+            m = SEEDED.match(protocol)
+            if m:
+                seeded.setdefault(f"{m['split']}_{m['kind']}", {})[int(m["seed"])] = protocol
+        result = {p: r for p, r in by_protocol.items() if not SEEDED.match(p)}
+        for name, by_seed in seeded.items():
+            seeds = sorted(by_seed)
+            runs = [by_protocol[by_seed[sd]] for sd in seeds]
+            sets = [stacked[by_seed[sd]][model] for sd in seeds]
+            clusters = [_clusters(st, groups) or list(st.segments) for st in sets]
+            ci = seed_mean_ci([(st.y_true, st.y_pred) for st in sets], clusters,
+                              n_resamples=n_resamples, seed=seed, confidence=confidence)
+            r2s = [r["r2"] for r in runs]
+            mean = lambda key: _mean([r[key] for r in runs])  # noqa: E731
+            result[name] = jsonable({
+                "r2": mean("r2"), "r2_ci": list(ci["r2"]),
+                "pearson_r": mean("pearson_r"), "pearson_r_ci": list(ci["pearson_r"]),
+                "spearman": mean("spearman"), "mse": mean("mse"),
+                "within_passage_r": mean("within_passage_r"),
+                "per_dim": {dim: {"r": _mean([r["per_dim"][dim]["r"] for r in runs]),
+                                  "r_ci": [ci["per_dim_r"][0][j], ci["per_dim_r"][1][j]],
+                                  "r2": _mean([r["per_dim"][dim]["r2"] for r in runs]),
+                                  "within_passage_r": _mean([r["per_dim"][dim]["within_passage_r"]
+                                                             for r in runs])}
+                            for j, dim in enumerate(dims)},
+                "r2_by_seed": dict(zip(map(str, seeds), r2s)),
+                "r2_seed_mean": mean("r2"),
+                "r2_seed_sd": float(np.std(r2s, ddof=1)) if len(seeds) > 1 and None not in r2s else None,
+                "n_seeds": len(seeds), "n": runs[0]["n"], "k": runs[0]["k"],
+                "ci_unit": runs[0]["ci_unit"],
+                "by_seed": {str(sd): {"r2": r["r2"], "r2_ci": r["r2_ci"], "n": r["n"],
+                                      **{key: _williams_counts(r.get(key))
+                                         for key in ("williams", "williams_single") if key in r}}
+                            for sd, r in zip(seeds, runs)},
+            })
+        combined[model] = result
+    return combined
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def _williams_counts(w: dict | None) -> dict | None:
+    """The reference and the better / worse counts of a Williams result, without per_dim."""
+    if w is None:
+        return None
+    return {k: v for k, v in w.items() if k != "per_dim"}
 
 
 def best_baseline(scores: dict[str, dict], baselines: Sequence[str]) -> str | None:
@@ -132,7 +217,8 @@ def williams_vs_reference(stacked: dict[str, Stacked], scores: dict[str, dict],
     Variable 1 is the labels, 2 the model, 3 the reference, each the ensemble (mean over fold
     models) on test protocols; ``n`` is the rows both predicted. Per dimension: Williams' ``t``
     and ``p`` and ``cohens_q`` = atanh(r12) - atanh(r13) (positive: the model correlates better);
-    ``mean_q`` is the mean of q over dimensions. The reference's name is stored under ``key``.
+    ``mean_q`` is the mean of q over dimensions; ``n_better_holm`` / ``n_worse_holm`` count the
+    dimensions still significant at .05 after a Holm correction over the dimensions. The reference's name is stored under ``key``.
     The reference itself gets None, every model gets None when no reference was scored. An
     undefined r (constant predictions) gives t = p = q = None (and mean_q = None).
     """
@@ -151,10 +237,13 @@ def williams_vs_reference(stacked: dict[str, Stacked], scores: dict[str, dict],
         r_model, r_ref = pearson_per_dim(y, p_model), pearson_per_dim(y, p_ref)
         t, p = williams_test(r_model, r_ref, pearson_per_dim(p_model, p_ref), len(common))
         q = cohens_q(r_model, r_ref)
+        p_holm = holm(p)
         out[model] = jsonable({
             key: ref, "n": len(common),
             "n_better_p05": int(np.sum((t > 0) & (p < 0.05))),
             "n_worse_p05": int(np.sum((t < 0) & (p < 0.05))),
+            "n_better_holm": int(np.sum((t > 0) & (p_holm < 0.05))),
+            "n_worse_holm": int(np.sum((t < 0) & (p_holm < 0.05))),
             "mean_q": np.mean(q),  # NaN (-> None) when any dimension's r is undefined
             "per_dim": {dim: {"t": t[k], "p": p[k], "cohens_q": q[k]}
                         for k, dim in enumerate(dims)},

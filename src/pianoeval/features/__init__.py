@@ -1,0 +1,1 @@
+"""Segment-level features: symbolic performance statistics and their inputs from the alignment."""

@@ -8,7 +8,7 @@ MLP: torch rather than sklearn's ``MLPRegressor``, because MLPRegressor's early 
 out a *random* 10 % of the training rows, which puts performances of the same passage (piece
 split) or the same performer (performer split) on both sides; here early stopping watches a
 whole validation fold of the protocol instead. Fold model k of a split trains on its training
-rows minus fold (k + 1) mod 4, stops where the loss on that inner validation fold is lowest,
+rows minus the next fold's (``inner_validation``), stops where the loss there is lowest,
 then (``refit``) is retrained on all its training rows for that many epochs. Fold k itself and
 the test set never influence any choice.
 """
@@ -25,7 +25,6 @@ from sklearn.impute import SimpleImputer
 from sklearn.preprocessing import StandardScaler
 
 from pianoeval.data.dimensions import DIMENSIONS
-from pianoeval.data.splits import SPLIT_COLUMNS
 from pianoeval.models.baselines import cross_fit
 from pianoeval.models.protocols import cross_fit_protocols
 
@@ -201,19 +200,6 @@ class MLPHead(RegressorMixin, BaseEstimator):
         return pred
 
 
-def inner_validation(split_values: pd.Series, k: int, n_folds: int, train: np.ndarray,
-                     min_rows: int = 2) -> np.ndarray:
-    """Training rows of fold (k + 1) mod n_folds: the MLP's early-stopping fold for model k
-    (the next fold round that has at least ``min_rows`` rows when that one is empty; all False
-    when no other fold has)."""
-    values = split_values.astype(str).to_numpy()
-    for step in range(1, n_folds):
-        val = train & (values == str((k + step) % n_folds))
-        if val.sum() >= min_rows:
-            return val
-    return np.zeros(len(values), bool)
-
-
 # ----------------------------------------------------------------------------- cross-fitting
 
 def _merged(data: pd.DataFrame, splits: pd.DataFrame) -> pd.DataFrame:
@@ -221,18 +207,17 @@ def _merged(data: pd.DataFrame, splits: pd.DataFrame) -> pd.DataFrame:
 
 
 def cross_fit_audio(model: str, config: dict, data: pd.DataFrame, feature_cols: list[str],
-                    splits: pd.DataFrame, n_folds: int = 4,
-                    predict_data: pd.DataFrame | None = None,
-                    split_names: tuple[str, ...] = tuple(SPLIT_COLUMNS),
+                    splits: pd.DataFrame, split_names: tuple[str, ...],
+                    predict_data: pd.DataFrame | None = None, piece_seeds: int | None = None,
                     ) -> tuple[dict[str, pd.DataFrame], dict]:
     """Predictions per protocol of ``model`` ("ridge" or "mlp") trained on ``data``.
 
     ``predict_data`` (same segments, same feature columns; e.g. another soundfont's renders)
     is what the fold models predict; by default ``data`` itself. ``split_names``: the splits
-    to fit (all by default).
+    to fit (``piece``: its first ``piece_seeds`` seeds, all if None).
     """
-    if model == "ridge" and predict_data is None and tuple(split_names) == tuple(SPLIT_COLUMNS):
-        return cross_fit("ridge", config, data, feature_cols, splits, n_folds)
+    if model == "ridge" and predict_data is None and piece_seeds is None:
+        return cross_fit("ridge", config, data, feature_cols, splits, split_names)
     merged = _merged(data, splits)
     X = merged[feature_cols].to_numpy(float)
     Y = merged[list(DIMENSIONS)].to_numpy(float)
@@ -248,21 +233,15 @@ def cross_fit_audio(model: str, config: dict, data: pd.DataFrame, feature_cols: 
     if model == "ridge":
         from pianoeval.models.baselines import make_baseline
 
-        def fit(split, k, train, held_out):
+        def fit(split, k, train, val):
             return make_baseline("ridge", config).fit(X[train], Y[train])
     elif model == "mlp":
         params = {**MLP_DEFAULTS, **(config.get("mlp") or {})}
 
-        def fit(split, k, train, held_out):
-            val = inner_validation(merged[SPLIT_COLUMNS[split]], k, n_folds, train)
-            head = MLPHead(**params)
-            if not val.any():  # a tiny cut of the data: no fold to stop on, fixed epochs
-                log.warning("%s fold %d: no inner validation fold; %d epochs without early "
-                            "stopping", split, k, head.max_epochs)
-                return head.fit(X[train], Y[train])
-            return head.fit(X[train & ~val], Y[train & ~val], X[val], Y[val])
+        def fit(split, k, train, val):
+            return MLPHead(**params).fit(X[train & ~val], Y[train & ~val], X[val], Y[val])
     else:
         raise ValueError(f"unknown audio model {model!r} (have: ridge, mlp)")
     return cross_fit_protocols(merged["segment"].to_numpy(), merged, fit=fit,
-                               predict=lambda m, mask: m.predict(Xp[mask]), n_folds=n_folds,
-                               split_names=split_names)
+                               predict=lambda m, mask: m.predict(Xp[mask]),
+                               split_names=split_names, piece_seeds=piece_seeds)

@@ -52,7 +52,8 @@ def make_baseline(name: str, config: dict):
 
 
 def cross_fit(name: str, config: dict, data: pd.DataFrame, feature_cols: list[str],
-              splits: pd.DataFrame, n_folds: int = 4) -> tuple[dict[str, pd.DataFrame], dict]:
+              splits: pd.DataFrame, split_names=("piece", "performer", "work", "lopo")
+              ) -> tuple[dict[str, pd.DataFrame], dict]:
     """Fit one model per fold of every split; return predictions per protocol and the models.
 
     ``data`` holds ``segment``, the features and the 19 label columns; ``splits`` the split
@@ -64,5 +65,5 @@ def cross_fit(name: str, config: dict, data: pd.DataFrame, feature_cols: list[st
     Y = merged[list(DIMENSIONS)].to_numpy(float)
     return cross_fit_protocols(
         merged["segment"].to_numpy(), merged,
-        fit=lambda split, k, train, held_out: make_baseline(name, config).fit(X[train], Y[train]),
-        predict=lambda model, mask: model.predict(X[mask]), n_folds=n_folds)
+        fit=lambda split, k, train, val: make_baseline(name, config).fit(X[train], Y[train]),
+        predict=lambda model, mask: model.predict(X[mask]), split_names=split_names)

@@ -90,7 +90,7 @@ def heldout_works(table: pd.DataFrame, fraction: float, seed: int) -> set[str]:
 def percepiano_test_segments(splits: pd.DataFrame) -> pd.DataFrame:
     """PercePiano segments that are in the test set of any protocol (``segment``, ``protocols``
     listing which), from ``data/splits.csv``."""
-    columns = [c for c in splits.columns if c != "segment"]
+    columns = [c for c in splits.columns if "_split" in c]  # not segment, not group
     hit = {c: splits[c].astype(str) == "test" for c in columns}
     rows = [{"segment": s, "protocols": ";".join(c.replace("_split", "_test") for c in columns
                                                   if hit[c].iloc[i])}

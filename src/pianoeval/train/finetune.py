@@ -46,10 +46,9 @@ import torch
 from sklearn.linear_model import RidgeCV
 
 from pianoeval.data.dimensions import DIMENSIONS
-from pianoeval.data.splits import SPLIT_COLUMNS, fold_masks
 from pianoeval.models.midibert import MidiBertConfig
 from pianoeval.models.midibert_head import MidiBertRegressor
-from pianoeval.models.protocols import cross_fit_protocols
+from pianoeval.models.protocols import cross_fit_protocols, fold_plan
 from pianoeval.train.loop import _mean_r2, length_batches, set_determinism
 from pianoeval.train.pretrain import pad_batch
 
@@ -259,11 +258,11 @@ def predict_bert(fm: BertFoldModel, data: TokenData, idx, batch_size: int = 64,
 def cross_fit_midibert(tokens: TokenData, labels: pd.DataFrame, splits: pd.DataFrame,
                        model_cfg: MidiBertConfig, cfg: FinetuneConfig,
                        encoder_states: list[dict] | None, split_names: Iterable[str],
-                       n_folds: int = 4, n_jobs: int = 1
+                       n_jobs: int = 1, piece_seeds: int | None = None
                        ) -> tuple[dict[str, pd.DataFrame], dict[int, dict[str, pd.DataFrame]],
                                   dict[str, list[BertFoldModel]]]:
-    """Fold models of every split (fold k: trained on what is neither fold k nor test,
-    early-stopped on fold k; ``cfg.n_seeds`` of them, seeds ``cfg.seed + i``, seed index i
+    """Fold models of every split (fold k: trained on what is neither fold k nor test, minus an
+    inner validation fold it early-stops on (``fold_plan``); ``cfg.n_seeds`` of them, seeds ``cfg.seed + i``, seed index i
     starting from ``encoder_states[i % len(encoder_states)]``, or from random weights when
     ``encoder_states`` is None) and their predictions per protocol (``cross_fit_protocols``).
     Returns ({protocol: frame of the seeds' mean prediction}, {seed: {protocol: frame of that
@@ -280,9 +279,8 @@ def cross_fit_midibert(tokens: TokenData, labels: pd.DataFrame, splits: pd.DataF
     if encoder_states is not None and not encoder_states:
         raise ValueError("encoder_states is empty: give None for random weights")
     seeds = [cfg.seed + s for s in range(cfg.n_seeds)]
-    jobs = [(split, k, replace(cfg, seed=seed), np.flatnonzero(train), np.flatnonzero(held))
-            for split in split_names
-            for k, train, held, _ in fold_masks(split_rows[SPLIT_COLUMNS[split]], n_folds)
+    jobs = [(split, k, replace(cfg, seed=seed), np.flatnonzero(train & ~val), np.flatnonzero(val))
+            for split, k, train, val, _, _ in fold_plan(split_rows, split_names, piece_seeds)
             for seed in seeds]
     fitted = collections.defaultdict(dict)
 
@@ -314,14 +312,14 @@ def cross_fit_midibert(tokens: TokenData, labels: pd.DataFrame, splits: pd.DataF
 
     per_seed = {}
     for seed in seeds:
-        def fit(split, k, train, held_out, seed=seed):
+        def fit(split, k, train, val, seed=seed):
             fm = fitted[(split, k)][seed]
-            assert np.array_equal(fm.train_index, np.flatnonzero(train))
-            assert np.array_equal(fm.val_index, np.flatnonzero(held_out))
+            assert np.array_equal(fm.train_index, np.flatnonzero(train & ~val))
+            assert np.array_equal(fm.val_index, np.flatnonzero(val))
             return fm
 
         per_seed[seed], _ = cross_fit_protocols(np.asarray(segments), split_rows, fit, predict,
-                                                n_folds, split_names)
+                                                split_names, piece_seeds)
     # the seeds' mean of the (clipped) predictions: a seed ensemble, as train_fusion's n_seeds
     dims = list(DIMENSIONS)
     mean = {}

@@ -363,21 +363,13 @@ def fit_fold(data: FusionData, train: np.ndarray, val: np.ndarray, cfg: FusionCo
 _SHARED: dict = {}  # set before the worker pool forks: the data is inherited, not pickled
 
 
-def fold_tasks(splits: "pd.DataFrame", split_names, n_folds: int):
-    """(split, k, train, val, held_out, test) for every fold model; lopo has one fold per
-    performer group. ``val`` = the inner validation rows (``inner_validation``)."""
-    from pianoeval.data.lopo import SPLIT_COLUMNS_WITH_LOPO, lopo_fold_masks
-    from pianoeval.data.splits import fold_masks
-    from pianoeval.models.audio import inner_validation
+def fold_tasks(splits: "pd.DataFrame", split_names, piece_seeds: int | None = None):
+    """(split, k, fit rows, val, held_out, test) for every fold model (``fold_plan``); the fit
+    rows are the training rows minus the inner validation rows ``val``."""
+    from pianoeval.models.protocols import fold_plan
 
-    tasks = []
-    for split in split_names:
-        values = splits[SPLIT_COLUMNS_WITH_LOPO[split]].astype(str)
-        masks = list(lopo_fold_masks(values) if split == "lopo" else fold_masks(values, n_folds))
-        for k, train, held_out, test in masks:
-            val = inner_validation(values, k, len(masks), train)
-            tasks.append((split, k, train & ~val, val, held_out, test))
-    return tasks
+    return [(split, k, train & ~val, val, held_out, test)
+            for split, k, train, val, held_out, test in fold_plan(splits, split_names, piece_seeds)]
 
 
 def _run_task(task):
@@ -390,7 +382,8 @@ def _run_task(task):
 
 
 def cross_fit_fusion(data: FusionData, splits: "pd.DataFrame", cfg: FusionConfig,
-                     contrastive: dict, split_names, n_folds: int = 4, n_jobs: int = 1):
+                     contrastive: dict, split_names, n_jobs: int = 1,
+                     piece_seeds: int | None = None):
     """Predictions per protocol (``<split>_cv``, ``<split>_test``) and a summary per fold
     model. ``splits`` rows are aligned with ``data.segments``."""
     import multiprocessing as mp
@@ -403,7 +396,7 @@ def cross_fit_fusion(data: FusionData, splits: "pd.DataFrame", cfg: FusionConfig
 
     if list(splits["segment"]) != list(data.segments):
         raise ValueError("splits rows must be aligned with the data's segments")
-    tasks = fold_tasks(splits, split_names, n_folds)
+    tasks = fold_tasks(splits, split_names, piece_seeds)
     _SHARED.update(data=data, cfg=cfg, contrastive=contrastive)
     if n_jobs > 1:
         with ProcessPoolExecutor(n_jobs, mp_context=mp.get_context("fork")) as pool:

@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 
 from pianoeval.data.dimensions import DIMENSIONS
-from pianoeval.data.splits import SPLIT_COLUMNS, fold_masks
 from pianoeval.models.hierarchical import HierConfig
-from pianoeval.models.protocols import cross_fit_protocols
+from pianoeval.models.protocols import cross_fit_protocols, fold_plan
 from pianoeval.train.data import NoteData
 from pianoeval.train.loop import FoldModel, TrainConfig, fit_fold, predict
 
@@ -49,15 +48,16 @@ def all_feature_columns(section: dict) -> list[str]:
 
 
 def fit_fold_models(data: NoteData, Y: np.ndarray, split_rows: pd.DataFrame,
-                    split_names: Iterable[str], n_folds: int, model_cfg: HierConfig,
-                    train_cfg: TrainConfig, n_jobs: int = 1) -> dict[tuple[str, int], FoldModel]:
-    """Train fold model k of every split: on the rows ``fold_masks`` marks train, early-stopped
-    on fold k. Test rows are never passed. ``n_jobs`` > 1 trains fold models in that many
-    worker processes (each with ``train_cfg.num_threads`` threads; same results as n_jobs=1)."""
-    jobs = [(split, k, np.flatnonzero(train), np.flatnonzero(held_out))
-            for split in split_names
-            for k, train, held_out, _ in fold_masks(split_rows[SPLIT_COLUMNS[split]], n_folds)]
-    args = [(data, Y, train, held_out, model_cfg, train_cfg) for _, _, train, held_out in jobs]
+                    split_names: Iterable[str], model_cfg: HierConfig, train_cfg: TrainConfig,
+                    n_jobs: int = 1, piece_seeds: int | None = None
+                    ) -> dict[tuple[str, int], FoldModel]:
+    """Train fold model k of every split on its training rows minus an inner validation fold
+    (``fold_plan``), early-stopped on that inner fold: fold k and the test rows are never
+    passed. ``n_jobs`` > 1 trains fold models in that many worker processes (each with
+    ``train_cfg.num_threads`` threads; same results as n_jobs=1)."""
+    jobs = [(split, k, np.flatnonzero(train & ~val), np.flatnonzero(val))
+            for split, k, train, val, _, _ in fold_plan(split_rows, split_names, piece_seeds)]
+    args = [(data, Y, train, val, model_cfg, train_cfg) for _, _, train, val in jobs]
     fitted = {}
     if n_jobs <= 1:
         for (split, k, _, _), a in zip(jobs, args):
@@ -80,12 +80,14 @@ def _logged(split: str, k: int, fm: FoldModel) -> FoldModel:
 
 def cross_fit_sequence(notes: NoteData, labels: pd.DataFrame, splits: pd.DataFrame,
                        columns: list[str], model_cfg: HierConfig, train_cfg: TrainConfig,
-                       split_names: Iterable[str], n_folds: int = 4, n_jobs: int = 1,
+                       split_names: Iterable[str], n_jobs: int = 1,
+                       piece_seeds: int | None = None,
                        ) -> tuple[dict[str, pd.DataFrame], dict[str, FoldModel]]:
     """Fold models of every split in ``split_names``; predictions per protocol.
 
-    Segments are those with labels, a split row and notes. Fold model k trains on the rows
-    ``fold_masks`` marks train and early-stops on fold k; the test rows are only predicted.
+    Segments are those with labels, a split row and notes. Fold model k trains on its training
+    rows minus an inner validation fold and early-stops there; fold k and the test rows are
+    only predicted.
     """
     segments = sorted(set(labels["segment"]) & set(splits["segment"]) & set(notes.segments))
     if not segments:
@@ -94,15 +96,16 @@ def cross_fit_sequence(notes: NoteData, labels: pd.DataFrame, splits: pd.DataFra
     Y = labels.set_index("segment").loc[segments, list(DIMENSIONS)].to_numpy(float)
     split_rows = splits.set_index("segment").loc[segments].reset_index()
     split_names = list(split_names)
-    fitted = fit_fold_models(data, Y, split_rows, split_names, n_folds, model_cfg, train_cfg, n_jobs)
+    fitted = fit_fold_models(data, Y, split_rows, split_names, model_cfg, train_cfg, n_jobs,
+                             piece_seeds)
 
-    def fit(split: str, k: int, train: np.ndarray, held_out: np.ndarray) -> FoldModel:
+    def fit(split: str, k: int, train: np.ndarray, val: np.ndarray) -> FoldModel:
         fm = fitted[(split, k)]
-        assert np.array_equal(fm.train_index, np.flatnonzero(train))
-        assert np.array_equal(fm.val_index, np.flatnonzero(held_out))
+        assert np.array_equal(fm.train_index, np.flatnonzero(train & ~val))
+        assert np.array_equal(fm.val_index, np.flatnonzero(val))
         return fm
 
     def pred(fm: FoldModel, mask: np.ndarray) -> np.ndarray:
         return predict(fm, data, np.flatnonzero(mask), train_cfg.batch_size, train_cfg.device)
 
-    return cross_fit_protocols(np.asarray(segments), split_rows, fit, pred, n_folds, split_names)
+    return cross_fit_protocols(np.asarray(segments), split_rows, fit, pred, split_names, piece_seeds)

@@ -1,0 +1,72 @@
+"""Read the prediction files the evaluate stage scores, and refuse stale ones.
+
+``metrics/predictions/<model>/<split>_<kind>.csv``: ``kind`` is ``cv`` (out-of-fold) or
+``test``; ``split`` is ``performer``, ``work``, ``lopo`` or ``piece_s<seed>`` (one piece split per
+seed of ``splits.seeds``), whose column ``<split>_split`` / ``piece_split_s<seed>`` is in
+data/splits.csv. A file whose segments or folds disagree with that column was made on another
+split: it is an error, never scored.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from pianoeval.data.splits import TEST, TRAIN_ONLY
+
+log = logging.getLogger(__name__)
+
+FILE = re.compile(r"^(?P<split>piece_s\d+|performer|work|lopo)_(?P<kind>cv|test)$")
+
+
+def split_column(split: str) -> str:
+    """``piece_s3`` -> ``piece_split_s3``; ``performer`` -> ``performer_split``."""
+    return split.replace("piece_s", "piece_split_s") if split.startswith("piece_s") else f"{split}_split"
+
+
+def check_against_splits(pred: pd.DataFrame, splits: pd.DataFrame, protocol: str, where: str) -> None:
+    """ValueError naming ``where`` when ``pred`` was not made on data/splits.csv's folds:
+    a cv file must give each segment its fold of the split column, a test file may hold only
+    test segments. Segments a model could not predict may be missing."""
+    m = FILE.match(protocol)
+    if m is None:
+        raise ValueError(f"{where}: not a protocol file name ({protocol})")
+    column = split_column(m["split"])
+    if column not in splits.columns:
+        raise ValueError(f"{where}: data/splits.csv has no column {column}")
+    fold_of = splits.set_index("segment")[column].astype(str)
+    unknown = sorted(set(pred["segment"]) - set(fold_of.index))
+    if unknown:
+        raise ValueError(f"{where}: {len(unknown)} segments not in data/splits.csv, e.g. {unknown[:3]}")
+    folds = fold_of.loc[pred["segment"]].to_numpy()
+    if m["kind"] == "test":
+        wrong = (folds != TEST).sum()
+    else:
+        wrong = ((folds == TEST) | (folds == TRAIN_ONLY) | (folds != pred["fold"].astype(str).to_numpy())).sum()
+    if wrong:
+        raise ValueError(f"{where}: {wrong} rows disagree with data/splits.csv column {column}: "
+                         "made on another split; rerun the stage that wrote it")
+
+
+def load_predictions(folder: Path, models: Sequence[str], protocols: Sequence[str],
+                     splits: pd.DataFrame) -> dict[str, dict[str, pd.DataFrame]]:
+    """``{model: {file protocol: frame}}`` for the files of ``protocols`` that exist (``piece_cv``
+    and ``piece_test`` gather every seed's ``piece_s<seed>_*``), each checked against ``splits``."""
+    seeds = [c.removeprefix("piece_split_s") for c in splits.columns if c.startswith("piece_split_s")]
+    out: dict[str, dict[str, pd.DataFrame]] = {}
+    for model in models:
+        for protocol in protocols:
+            split, kind = protocol.rsplit("_", 1)
+            names = [f"piece_s{s}_{kind}" for s in seeds] if split == "piece" else [protocol]
+            for name in names:
+                path = Path(folder) / model / f"{name}.csv"
+                if not path.exists():
+                    log.info("skip %s/%s: no %s", model, name, path)
+                    continue
+                frame = pd.read_csv(path)
+                check_against_splits(frame, splits, name, str(path))
+                out.setdefault(model, {})[name] = frame
+    return out
