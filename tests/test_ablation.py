@@ -25,13 +25,17 @@ def test_best_by_validation_ignores_test_protocols():
     assert best_by_validation(eval_dict, ["a", "b"]) == "b"
 
 
-def test_ablation_markdown_rows_sorted_with_williams_against_the_single_modality():
-    eval_dict = {"solo": {"piece_test": scores(0.3)},
-                 "duo": {"piece_test": {**scores(0.5), "williams_single": {
-                     "reference": "solo", "n_better_p05": 4, "n_worse_p05": 1, "mean_q": 0.12}}}}
-    md = ablation_markdown(eval_dict, {"solo": {**BASE, "modalities": ["audio"]}, "duo": BASE},
-                           ["piece_test", "lopo_cv"])
+def test_ablation_markdown_calls_a_winner_only_where_the_paired_ci_excludes_zero():
+    eval_dict = {"solo": {"piece_test": {**scores(0.3), "n_seeds": 5}},
+                 "duo": {"piece_test": scores(0.5)}, "trio": {"piece_test": scores(0.49)}}
+    comparisons = {"piece_test": [
+        {"a": "duo", "b": "solo", "difference": 0.2, "ci": [0.05, 0.35], "significant": True},
+        {"a": "duo", "b": "trio", "difference": 0.01, "ci": [-0.02, 0.04], "significant": False}]}
+    configs = {"solo": {**BASE, "modalities": ["audio"]}, "duo": BASE, "trio": BASE}
+    md = ablation_markdown(eval_dict, configs, ["piece_test", "lopo_cv"], comparisons, "duo")
     assert "## lopo_cv" not in md  # nobody was scored on it
     table = md.split("## piece_test", 1)[1]
-    assert table.index("| duo |") < table.index("| solo |")
-    assert "4 / 1 (vs solo) | 0.120 |" in table and "| reference | – |" in table
+    assert table.index("| duo |") < table.index("| trio |") < table.index("| solo |")
+    assert "| +0.200 [+0.050, +0.350], duo better |" in table
+    assert "| +0.010 [-0.020, +0.040], inside the noise |" in table
+    assert "[0.200, 0.400] (5)" in table and "| default |" in table

@@ -57,3 +57,10 @@ def test_headline_marks_follow_the_paired_test():
     assert lines[2].startswith("| **best** (default) | 0.500 ± 0.07 [0.40, 0.60] (2) |")
     assert lines[3] == "| other | 0.400 [0.30, 0.50] (1) ▲ | 0.350 ≈ |"
     assert cell(None) == "–"
+
+
+def test_readme_claim_about_the_label_model_matches_the_metrics():
+    """The README says the LabelModel does not beat majority vote on held-out works."""
+    weak = json.loads((ROOT / "metrics" / "weak_labels.json").read_text())["holdout_works"]
+    assert "does not earn its place over majority vote" in (ROOT / "README.md").read_text()
+    assert weak["label_model"]["accuracy"] <= weak["majority_vote"]["accuracy"]

@@ -131,7 +131,12 @@ def test_pipeline_end_to_end(tmp_path):
         assert set(evaluation[model]) == protocols
         for protocol, scores in evaluation[model].items():
             lo, hi = scores["r2_ci"]
-            assert lo is None or lo <= scores["r2"] <= hi, (model, protocol)
+            assert lo is None or lo <= hi, (model, protocol)
+            # the training-fold mean's resampled R² all lie below its estimate (a constant
+            # predictor only loses when the resample's mean moves), and a test set of this cut
+            # holds one or two passage groups: only ridge's cv intervals must bracket the estimate
+            if model == "ridge" and protocol.endswith("_cv"):
+                assert lo - 1e-5 <= scores["r2"] <= hi + 1e-5, (model, protocol)
             assert scores["ci_unit"] == "passage" and len(scores["per_dim"]) == 19
         for protocol in ("piece_cv", "piece_test"):  # every seed of the repeated piece split
             assert sorted(map(int, evaluation[model][protocol]["r2_by_seed"])) == sorted(seeds)

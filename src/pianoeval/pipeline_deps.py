@@ -7,6 +7,8 @@ lazily), ``import pkg.a.b``, ``from pkg.a import b`` (``b`` a submodule or an at
 and relative imports inside the package. Importing ``pkg.a.b`` runs ``pkg/__init__.py`` and
 ``pkg/a/__init__.py`` too, so those are deps as well. The deps are files, never directories,
 so editing one source file makes ``dvc status`` report exactly the stages that import it.
+Not the standard library's ``modulefinder``: it follows every third-party import (torch,
+transformers, partitura) through their whole trees; this walks the package's own files only.
 
 ``python -m pianoeval.pipeline_deps --check`` exits 1 and prints the differences when a
 stage's declared code deps in dvc.yaml are not the derived ones; ``--write`` rewrites those
