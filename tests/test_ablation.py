@@ -29,8 +29,10 @@ def test_ablation_markdown_calls_a_winner_only_where_the_paired_ci_excludes_zero
     eval_dict = {"solo": {"piece_test": {**scores(0.3), "n_seeds": 5}},
                  "duo": {"piece_test": scores(0.5)}, "trio": {"piece_test": scores(0.49)}}
     comparisons = {"piece_test": [
-        {"a": "duo", "b": "solo", "difference": 0.2, "ci": [0.05, 0.35], "significant": True},
-        {"a": "duo", "b": "trio", "difference": 0.01, "ci": [-0.02, 0.04], "significant": False}]}
+        {"a": "duo", "b": "solo", "difference": 0.2, "ci": [0.05, 0.35], "significant": True,
+         "verdict": "duo better"},
+        {"a": "duo", "b": "trio", "difference": 0.01, "ci": [-0.02, 0.04], "significant": False,
+         "verdict": "inside the noise"}]}
     configs = {"solo": {**BASE, "modalities": ["audio"]}, "duo": BASE, "trio": BASE}
     md = ablation_markdown(eval_dict, configs, ["piece_test", "lopo_cv"], comparisons, "duo")
     assert "## lopo_cv" not in md  # nobody was scored on it

@@ -49,9 +49,7 @@ def versus(comparisons: dict, protocol: str, a: str, b: str) -> str:
     for c in comparisons.get(protocol, []):
         if c["a"] == a and c["b"] == b:
             lo, hi = c["ci"]
-            verdict = "inside the noise" if not c["significant"] else (
-                f"{a} better" if c["difference"] > 0 else f"{b} better")
-            return f"{c['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}], {verdict}"
+            return f"{c['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}], {c['verdict']}"
     return "–"
 
 

@@ -1,7 +1,7 @@
 """Paired model comparisons (``metrics/comparisons.json``): is A better than B on a protocol?
 
-Per pair and protocol: the R^2 difference with a BCa interval from a paired passage-group
-bootstrap (``metrics.paired_r2_difference``: both models on the same resamples of the same
+Per pair and protocol: the R^2 difference with a bias-corrected percentile interval from a
+paired passage-group bootstrap (``metrics.paired_r2_difference``: both models on the same resamples of the same
 rows; over repeated piece splits, the mean over the seeds both were scored on), and Williams'
 test per dimension with a Holm correction over the dimensions. "Better" means the interval
 excludes 0; a difference inside it is reported as inside the noise.

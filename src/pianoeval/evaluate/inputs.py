@@ -15,16 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from pianoeval.data.splits import TEST, TRAIN_ONLY
+from pianoeval.data.splits import TEST, TRAIN_ONLY, split_columns
 
 log = logging.getLogger(__name__)
 
 FILE = re.compile(r"^(?P<split>piece_s\d+|performer|work|lopo)_(?P<kind>cv|test)$")
-
-
-def split_column(split: str) -> str:
-    """``piece_s3`` -> ``piece_split_s3``; ``performer`` -> ``performer_split``."""
-    return split.replace("piece_s", "piece_split_s") if split.startswith("piece_s") else f"{split}_split"
 
 
 def check_against_splits(pred: pd.DataFrame, splits: pd.DataFrame, protocol: str, where: str) -> None:
@@ -34,9 +29,10 @@ def check_against_splits(pred: pd.DataFrame, splits: pd.DataFrame, protocol: str
     m = FILE.match(protocol)
     if m is None:
         raise ValueError(f"{where}: not a protocol file name ({protocol})")
-    column = split_column(m["split"])
-    if column not in splits.columns:
-        raise ValueError(f"{where}: data/splits.csv has no column {column}")
+    try:
+        column = split_columns(splits, [m["split"]])[m["split"]]
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
     fold_of = splits.set_index("segment")[column].astype(str)
     unknown = sorted(set(pred["segment"]) - set(fold_of.index))
     if unknown:
@@ -55,12 +51,13 @@ def load_predictions(folder: Path, models: Sequence[str], protocols: Sequence[st
                      splits: pd.DataFrame) -> dict[str, dict[str, pd.DataFrame]]:
     """``{model: {file protocol: frame}}`` for the files of ``protocols`` that exist (``piece_cv``
     and ``piece_test`` gather every seed's ``piece_s<seed>_*``), each checked against ``splits``."""
-    seeds = [c.removeprefix("piece_split_s") for c in splits.columns if c.startswith("piece_split_s")]
+    piece = list(split_columns(splits, ["piece"])) if any(
+        p.startswith("piece_") for p in protocols) else []
     out: dict[str, dict[str, pd.DataFrame]] = {}
     for model in models:
         for protocol in protocols:
             split, kind = protocol.rsplit("_", 1)
-            names = [f"piece_s{s}_{kind}" for s in seeds] if split == "piece" else [protocol]
+            names = [f"{s}_{kind}" for s in piece] if split == "piece" else [protocol]
             for name in names:
                 path = Path(folder) / model / f"{name}.csv"
                 if not path.exists():
