@@ -4,11 +4,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DEBIAN_PACKAGES := libfluidsynth3 musescore-general-soundfont fluid-soundfont-gm
+DEBIAN_PACKAGES := libfluidsynth3 musescore-general-soundfont fluid-soundfont-gm \
+                   chromium  # headless, for the assess report test
 
-.PHONY: setup system-packages repro test bench clean deps
+.PHONY: setup system-packages transcription repro test bench clean deps
 
-setup: system-packages $(STAMP)
+setup: system-packages $(STAMP) transcription
 
 # Debian packages: installed when running as root, otherwise a message saying what to install.
 system-packages:
@@ -32,6 +33,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]' > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
 	$(BIN)/python -c "import pianoeval, torch, dvc, symusic" # fail here if the install did not work
 	$(BIN)/python -m pianoeval.assets
+	@touch $@
+
+# Audio -> MIDI for `pianoeval assess` (src/pianoeval/assess/transcribe.py), not in pyproject.toml:
+# transkun's declared requirements pull torchaudio (PyPI's newest, 2.11.1, is built against CUDA
+# torch and fails to load next to the CPU torch) and basic-pitch's pull TensorFlow. So the two
+# install with --no-deps and what they import at inference is pinned here. resampy 0.4.3 although
+# basic-pitch asks for <0.4.3: 0.4.2 imports pkg_resources, which current setuptools lacks.
+TRANSCRIPTION_STAMP := $(VENV)/.transcription
+TRANSCRIPTION_DEPS := onnxruntime==1.32.0 mir_eval==0.8.2 moduleconf==0.1.4 resampy==0.4.3
+TRANSCRIPTION_NODEPS := transkun==2.0.1 basic-pitch==0.4.0
+
+transcription: $(TRANSCRIPTION_STAMP)
+
+$(TRANSCRIPTION_STAMP): $(STAMP) Makefile
+	$(BIN)/python -m pip install -q $(TRANSCRIPTION_DEPS) > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
+	$(BIN)/python -m pip install -q --no-deps $(TRANSCRIPTION_NODEPS) > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
+	$(BIN)/python -c "import logging; logging.disable(logging.WARNING); import torch, transkun.ModelTransformer, moduleconf, basic_pitch.inference, resampy.filters, onnxruntime" # fail here if the install did not work
 	@touch $@
 
 repro: setup

@@ -27,6 +27,7 @@ from run import machine  # noqa: E402  (benchmarks/run.py: the machine descripti
 
 from pianoeval.align.batch import AlignConfig, align_items, limit_items, source_items  # noqa: E402
 from pianoeval.align.match import make_matcher, performance_note_array, score_index  # noqa: E402
+from pianoeval.assess.takes import render_performance  # noqa: E402
 from pianoeval.align.score import load_score  # noqa: E402
 from pianoeval.data.midi import read_midi  # noqa: E402
 from pianoeval.params import load_params  # noqa: E402
@@ -55,33 +56,11 @@ def matchers():
 
 
 def synthetic(score: np.ndarray, rng, deleted, inserted, tempo_sd, jitter):
-    """(performance note array, true {score id: performance id}) from a score note array."""
-    beats = score["onset_beat"].astype(float)
-    n = len(score)
-    grid = np.arange(np.floor(beats.min()),
-                     np.ceil(beats.max() + score["duration_beat"].max()) + 2)
-    sec_per_beat = 0.6 * rng.uniform(0.7, 1.4) * np.exp(
-        np.cumsum(rng.normal(0, tempo_sd, len(grid))))
-    start_of_beat = np.concatenate(([0.0], np.cumsum(sec_per_beat[:-1])))
-    warp = lambda b: np.interp(b, grid, start_of_beat)
-    onset = warp(beats) + rng.normal(0, jitter, n)
-    duration = (warp(beats + score["duration_beat"]) - warp(beats)) * rng.uniform(0.6, 1.1, n)
-    keep = rng.random(n) >= deleted
-    n_extra = rng.binomial(n, inserted)
-    notes = np.empty(keep.sum() + n_extra, dtype=[("onset_sec", "f8"), ("duration_sec", "f8"),
-                                                  ("pitch", "i4"), ("velocity", "i4")])
-    notes["onset_sec"] = np.concatenate([onset[keep],
-                                         rng.uniform(onset.min(), onset.max(), n_extra)])
-    notes["duration_sec"] = np.concatenate([np.maximum(duration[keep], 0.03),
-                                            np.full(n_extra, 0.2)])
-    notes["pitch"] = np.concatenate([score["pitch"][keep], rng.choice(score["pitch"], n_extra)
-                                     + rng.choice([-2, -1, 1, 2], n_extra)])
-    notes["velocity"] = 64
-    source = np.concatenate([score["id"][keep], np.full(n_extra, "")])
-    order = np.lexsort((notes["pitch"], notes["onset_sec"]))
-    perf = performance_note_array(notes[order])
-    truth = {s: p for s, p in zip(source[order], perf["id"]) if s}
-    return perf, truth
+    """(performance note array, true {score id: performance id}) from a score note array (the
+    model of ``assess.takes.render_performance``)."""
+    notes, source = render_performance(score, rng, deleted, inserted, tempo_sd, jitter)
+    perf = performance_note_array(notes)
+    return perf, {score["id"][s]: p for s, p in zip(source, perf["id"]) if s >= 0}
 
 
 def f1(predicted: dict, truth: dict) -> float:

@@ -1,4 +1,5 @@
-"""DVC stage `baselines`: mean and ridge, fitted per fold of every protocol."""
+"""DVC stage `baselines`: mean and ridge (on all features or a named subset), fitted per fold
+of every protocol."""
 import logging
 from pathlib import Path
 
@@ -6,6 +7,7 @@ import joblib
 import pandas as pd
 
 from pianoeval.data.dimensions import DIMENSIONS
+from pianoeval.features.sets import feature_set
 from pianoeval.models.baselines import cross_fit
 from pianoeval.params import load_params
 
@@ -20,12 +22,14 @@ def main() -> None:
     if len(data) < len(labels):
         logging.warning("%d labelled segments have no features and are left out",
                         len(labels) - len(data))
-    feature_cols = [c for c in features.columns if c != "segment"]
-    logging.info("baselines on %d segments x %d features", len(data), len(feature_cols))
+    all_cols = [c for c in features.columns if c != "segment"]
+    logging.info("baselines on %d segments x %d features", len(data), len(all_cols))
 
     Path("models/baselines").mkdir(parents=True, exist_ok=True)
-    for name in params["models"]:
-        predictions, models = cross_fit(name, params, data, feature_cols, splits, params["splits"])
+    for name, (estimator, features_name) in params["models"].items():
+        feature_cols = feature_set(all_cols, features_name)
+        predictions, models = cross_fit(estimator, params, data, feature_cols, splits,
+                                        params["splits"])
         out = Path("metrics/predictions") / name
         out.mkdir(parents=True, exist_ok=True)
         for protocol, frame in predictions.items():

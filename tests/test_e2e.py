@@ -185,6 +185,16 @@ def test_pipeline_end_to_end(tmp_path):
     ablation = (repo / "metrics" / "ablation.md").read_text()
     assert "## lopo_cv" in ablation and "| fusion_concat" in ablation.replace("**", "")
 
+    # the release model, and `pianoeval assess` with it on a performance and its score
+    card = (repo / "models" / "release" / "MODEL_CARD.md").read_text()
+    assert "| with_score | " in card and "| performance_only | " in card
+    perf = next((tmp_path / "mirror" / "percepiano" / "midi").glob("Beethoven_WoO80_thema_8bars_*"))
+    score = tmp_path / "mirror" / "percepiano" / "score_midi" / "Beethoven_WoO80_thema_8bars_Score_1.mid"
+    run([str(Path(sys.executable).parent / "pianoeval"), "assess", str(perf), "--score", str(score),
+         "--out", str(tmp_path / "assess"), "--model", str(repo / "models" / "release")], repo, env)
+    report = json.loads((tmp_path / "assess" / f"{perf.stem}.json").read_text())
+    assert report["variant"] == "with_score" and len(report["dimensions"]) == 19
+
     assert "Data and pipelines are up to date" in run(["dvc", "repro"], repo, env)
 
     # DVC sees the data: one edited mirror file makes exactly its ingest stage stale
@@ -203,5 +213,5 @@ def test_pipeline_end_to_end(tmp_path):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(["dvc", "repro"], repo, env)
     ran = set(re.findall(r"Running stage '([^']+)'", out))
-    assert ran == {"baselines", "evaluate", "ablation"}, out
+    assert ran == {"baselines", "evaluate", "ablation", "release"}, out
     assert "ridge" in run(["dvc", "metrics", "diff"], repo, env)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 BEGIN, END = "<!-- headline:begin -->", "<!-- headline:end -->"
+RELEASE = Path(__file__).resolve().parents[2] / "models" / "release"
 
 
 def render_readme(readme: str, table: str, begin: str = BEGIN, end: str = END) -> str:
@@ -57,6 +58,46 @@ def download_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_report(report: dict, out: Path, stem: str, fmt: str) -> list[Path]:
+    from pianoeval.assess.html import render_html
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    if fmt in ("json", "both"):
+        written.append(out / f"{stem}.json")
+        written[-1].write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+    if fmt in ("html", "both"):
+        written.append(out / f"{stem}.html")
+        written[-1].write_text(render_html(report))
+    return written
+
+
+def assess_command(args: argparse.Namespace) -> int:
+    """Exit 0 with the report written, 2 with one line naming the bad input."""
+    from pianoeval.assess.analysis import AssessError, Release, assess
+    from pianoeval.assess.batch import assess_batch
+
+    try:
+        release = Release.load(args.model)
+        if args.batch:
+            summary = assess_batch(Path(args.batch), release, Path(args.out),
+                                   args.transcription)
+            print(f"{summary['n_ok']} assessed, {summary['n_failed']} failed -> "
+                  f"{summary['csv']}")
+            return 0
+        if args.performance is None:
+            raise AssessError("give a PERFORMANCE file or --batch DIR")
+        report = assess(args.performance, release, args.score, args.transcription)
+    except AssessError as exc:
+        print(f"pianoeval assess: {exc}", file=sys.stderr)
+        return 2
+    for warning in report["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    for path in _write_report(report, Path(args.out), Path(args.performance).stem, args.format):
+        print(path)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pianoeval", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -73,6 +114,18 @@ def main(argv: list[str] | None = None) -> int:
     download.add_argument("--params", default="params.yaml")
     download.add_argument("--cache", default="data/downloads", help="where archives are kept")
     download.set_defaults(func=download_command)
+    assess = sub.add_parser("assess", help="judge one performance (MIDI or audio), optionally "
+                            "against its score: 19 dimensions with intervals, per-bar feedback")
+    assess.add_argument("performance", nargs="?", help="a .mid/.midi or .wav/.flac/.mp3/.ogg file")
+    assess.add_argument("--score", help="its score: MusicXML, MIDI, MEI or kern")
+    assess.add_argument("--out", default="assessments", help="folder for the reports")
+    assess.add_argument("--format", choices=("json", "html", "both"), default="both")
+    assess.add_argument("--batch", metavar="DIR", help="assess every MIDI/audio file in DIR "
+                        "(no score) into one CSV row each")
+    assess.add_argument("--transcription", choices=("accurate", "fast"), default="accurate",
+                        help="audio: transkun (accurate) or basic-pitch (fast preview)")
+    assess.add_argument("--model", default=str(RELEASE), help="the release model folder")
+    assess.set_defaults(func=assess_command)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -1,0 +1,1 @@
+"""`pianoeval assess`: judge one performance file and write its JSON and HTML report."""
