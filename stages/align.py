@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from pianoeval.align.batch import AlignConfig, align_items, limit_items, source_items
+from pianoeval.align.match import MATCHERS
 from pianoeval.params import load_params
 
 log = logging.getLogger("align")
@@ -30,6 +31,10 @@ def main() -> None:
     # AutomaticNoteMatcher logs every window it subsamples ("high number of combinations")
     logging.getLogger("parangonar").setLevel(logging.ERROR)
     params = load_params("align")
+    matchers = params.get("matchers") or []
+    if not matchers or set(matchers) - set(MATCHERS):  # before any work: all items would fail
+        raise SystemExit(f"params.yaml align.matchers: {matchers!r} must name one or more of "
+                         f"{', '.join(MATCHERS)}")
     raw = args.raw or Path("data/raw") / args.source
     out = args.out or Path("data/align") / args.source
     timing = args.timing or Path("data/align_timing") / f"{args.source}.csv"

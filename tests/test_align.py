@@ -348,3 +348,20 @@ def test_merge_and_summary(tmp_path):
     assert summary["not_aligned"] == [{"segment": "c", "status": "no_score"}]
     assert [w["segment"] for w in summary["worst"]] == ["b", "a"]
     assert "seconds" not in json.dumps(summary)  # metrics stay deterministic
+
+
+@pytest.mark.parametrize("matchers", ["[]", "[dualdtw, nosuchmatcher]"])
+def test_align_stage_refuses_unknown_or_no_matchers_before_any_work(tmp_path, matchers):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    (tmp_path / "params.yaml").write_text(f"align:\n  matchers: {matchers}\n")
+    run = subprocess.run([sys.executable, str(repo / "stages/align.py"), "percepiano"],
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(repo / "src")},
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert "align.matchers" in run.stderr and "dualdtw, automatic" in run.stderr
+    assert not (tmp_path / "data").exists()

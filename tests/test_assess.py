@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import symusic
 import yaml
 
 from pianoeval.assess.analysis import SCALE_ENDS, AssessError, Release, assess, read_score
@@ -187,10 +188,16 @@ def test_unknown_score_format_is_named(release, tmp_path):
     ("notes.txt", b"x", "neither MIDI"),
     ("empty.mid", b"", "empty file"),
     ("broken.mid", b"MThd", "cannot parse"),
+    ("drums.mid", "drums", "only drum notes"),
 ])
 def test_bad_input_exits_2_with_a_message(tmp_path, capsys, name, content, message):
     path = tmp_path / name
-    if content is not None:
+    if content == "drums":
+        score = symusic.Score(480)
+        score.tracks.append(symusic.Track("drums", 0, True))  # name, program, is_drum
+        score.tracks[0].notes.extend([symusic.Note(k * 480, 240, 36, 100) for k in range(8)])
+        score.dump_midi(str(path))
+    elif content is not None:
         path.write_bytes(content)
     assert cli(["assess", str(path), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err

@@ -1,8 +1,10 @@
 import json
+import os
 import zipfile
 from pathlib import Path
 
 import pytest
+import symusic
 import yaml
 
 from midi_factory import simple_notes, write_corrupt, write_empty, write_midi, write_no_notes, write_truncated
@@ -14,6 +16,7 @@ from pianoeval.data.ingest import (
 from pianoeval.params import MIRROR_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
+RULES = Validation(min_duration_sec=1.0, max_duration_sec=14400.0, min_notes=1, max_note_sec=120.0)
 
 
 @pytest.fixture
@@ -34,7 +37,7 @@ def source(tmp_path):
 
 def test_ingest_counts_and_skips_bad_files_without_failing(source, tmp_path):
     out = tmp_path / "out"
-    rows = ingest_tree(source, out, Validation(min_duration_sec=1.0))
+    rows = ingest_tree(source, out, RULES)
     status = {r["file"]: r["status"] for r in rows}
     assert status == {
         "labels.json": "ok",
@@ -143,3 +146,47 @@ def test_download_source_lays_out_an_upstream_archive_like_the_mirror(tmp_path):
     folder = download_into_mirror("percepiano", spec, tmp_path / "mirror", tmp_path / "dl3", upstream)
     assert folder == tmp_path / "mirror" / "percepiano"
     assert (folder / "midi" / "A_8bars_1_1.mid").read_bytes() == b"midi"
+
+
+def _write_drums(path: Path) -> Path:
+    score = symusic.Score(480)
+    track = symusic.Track("drums", 0, True)  # name, program, is_drum
+    for k in range(8):
+        track.notes.append(symusic.Note(k * 480, 240, 36, 100))
+    score.tracks.append(track)
+    score.dump_midi(str(path))
+    return path
+
+
+def test_ingest_counts_bad_names_collisions_drums_and_stuck_notes_and_copies_the_rest(tmp_path):
+    src, out = tmp_path / "src", tmp_path / "out"
+    (src / "midi").mkdir(parents=True)
+    write_midi(src / "midi" / "A_8bars_1_1.mid", simple_notes(8))
+    write_midi(src / "midi" / " A_8bars_1_1.mid", simple_notes(8))  # normalises to the same name
+    write_midi(src / "midi" / "A_8bars_2_1.mid", simple_notes(8))
+    with open(os.fsencode(src / "midi") + b"/A_8bars_\xff_1.mid", "wb") as fh:  # not UTF-8
+        fh.write((src / "midi" / "A_8bars_2_1.mid").read_bytes())
+    _write_drums(src / "midi" / "A_8bars_3_1.mid")
+    write_midi(src / "midi" / "A_8bars_4_1.mid", simple_notes(8) + [(4.0, 7200.0, 40, 50)])
+    rows = ingest_tree(src, out, RULES)
+    status = {r["source_file"]: r["status"] for r in rows}
+    assert status == {"midi/ A_8bars_1_1.mid": "ok", "midi/A_8bars_1_1.mid": "name_collision",
+                      "midi/A_8bars_2_1.mid": "ok", "midi/A_8bars_3_1.mid": "drums_only",
+                      "midi/A_8bars_4_1.mid": "note_too_long",
+                      "midi/A_8bars_\\xff_1.mid": "bad_name"}
+    copied = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert copied == ["midi/A_8bars_1_1.mid", "midi/A_8bars_2_1.mid"]
+    import pandas as pd  # the manifest (names escaped) is writable and reads back
+    pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
+    assert len(pd.read_csv(tmp_path / "manifest.csv")) == 6
+    assert summarise(rows, "mirror")["rejected_by_reason"] == {
+        "bad_name": 1, "drums_only": 1, "name_collision": 1, "note_too_long": 1}
+
+
+@pytest.mark.parametrize("key, value", [("max_duration_sec", -1.0), ("min_notes", 0),
+                                        ("max_note_sec", 0.0), ("min_duration_sec", -0.5)])
+def test_validation_rejects_an_out_of_range_value_naming_the_key(key, value):
+    fields = {"min_duration_sec": 1.0, "max_duration_sec": 14400.0, "min_notes": 1,
+              "max_note_sec": 120.0, key: value}
+    with pytest.raises(ValueError, match=rf"ingest\.validation\.{key}: {value!r} is out of range"):
+        Validation(**fields)

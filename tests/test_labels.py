@@ -70,3 +70,23 @@ def test_compare_labels_counts_mismatches():
     check = compare_labels(pub, rec, tolerance=1e-6)
     assert check["n_mismatch"] == 1 and check["mismatched"] == ["b"]
     assert check["max_abs_diff"] == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 1.5, -0.1, "x"])
+def test_published_labels_reject_a_label_outside_0_1_naming_file_and_segment(tmp_path, bad):
+    path = tmp_path / "labels.json"
+    # json.dumps writes NaN/Infinity tokens, as a broken export would; json.load reads them
+    path.write_text(json.dumps({"A_8bars_1_1": [0.5] * 19 + [3],
+                                "B_8bars_1_1": [0.5] * 4 + [bad] + [0.5] * 14 + [3]}))
+    with pytest.raises(ValueError, match=r"labels\.json: 1 entries with a label that is not a "
+                                         r"number in 0\.\.1, e\.g\. 'B_8bars_1_1' "
+                                         + DIMENSIONS[4]):
+        load_published_labels(path)
+
+
+def test_compare_labels_counts_a_nan_as_a_mismatch():
+    pub = pd.DataFrame({"segment": ["a", "b"], **{d: [0.5, 0.5] for d in DIMENSIONS}})
+    rec = pub.copy()
+    rec.loc[0, DIMENSIONS[0]] = np.nan
+    check = compare_labels(pub, rec, tolerance=1e-6)
+    assert check["n_mismatch"] == 1 and check["mismatched"] == ["a"]

@@ -22,6 +22,7 @@ from pianoeval.assess.bars import BarReference, bar_table, passages_to_practise
 from pianoeval.assess.release import ReleaseVariant
 from pianoeval.assess.takes import align_passes
 from pianoeval.data.midi import CONTROL_DTYPE, NOTE_DTYPE, MidiError, Performance, read_midi
+from pianoeval.data.ingest import drum_notes
 from pianoeval.features.symbolic import performance_features, score_relative_features
 
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -78,6 +79,8 @@ def read_performance(path: str | Path, transcription_mode: str = "accurate"
             perf = read_midi(path)
         except MidiError as exc:
             raise AssessError(str(exc)) from exc
+        if len(perf.notes) and drum_notes(path) == len(perf.notes):
+            raise AssessError(f"{path}: only drum notes (MIDI channel 10), no piano")
         kind, info = "midi", None
     elif suffix in AUDIO_SUFFIXES:
         from pianoeval.assess.transcribe import AudioError, transcribe

@@ -5,11 +5,13 @@ A corrupt or empty file is counted and skipped, never fatal; the manifest record
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+import symusic
 from tqdm import tqdm
 
 from pianoeval.data.download import sha256_file
@@ -24,9 +26,23 @@ MANIFEST_COLUMNS = ["file", "source_file", "sha256", "n_notes", "duration_sec", 
 
 @dataclass(frozen=True)
 class Validation:
-    min_duration_sec: float = 1.0
-    max_duration_sec: float = 14400.0
-    min_notes: int = 1
+    """``ingest.validation`` (params.yaml holds the values and says what each rejects)."""
+
+    min_duration_sec: float
+    max_duration_sec: float
+    min_notes: int
+    max_note_sec: float
+
+    def __post_init__(self) -> None:
+        checks = {"min_duration_sec": self.min_duration_sec >= 0,
+                  "max_duration_sec": self.max_duration_sec > self.min_duration_sec,
+                  "min_notes": isinstance(self.min_notes, int) and self.min_notes >= 1,
+                  "max_note_sec": self.max_note_sec > 0}
+        for key, ok in checks.items():
+            if not ok:
+                raise ValueError(f"ingest.validation.{key}: {getattr(self, key)!r} is out of range "
+                                 "(min_duration_sec >= 0, max_duration_sec > min_duration_sec, "
+                                 "min_notes an integer >= 1, max_note_sec > 0)")
 
 
 def source_folder(name: str, spec: dict, mirror: str | Path, environ: dict | None = None) -> Path:
@@ -71,10 +87,14 @@ def validate_midi(path: Path, rules: Validation) -> tuple[str, int, float]:
     n_notes, duration = len(perf.notes), perf.duration_sec
     if n_notes < rules.min_notes:
         status = "no_notes"
+    elif n_notes == drum_notes(path):
+        status = "drums_only"
     elif duration < rules.min_duration_sec:
         status = "too_short"
     elif duration > rules.max_duration_sec:
         status = "too_long"
+    elif perf.notes["duration_sec"].max() > rules.max_note_sec:
+        status = "note_too_long"
     else:
         status = "ok"
     if status != "ok":
@@ -82,36 +102,62 @@ def validate_midi(path: Path, rules: Validation) -> tuple[str, int, float]:
     return status, n_notes, duration
 
 
+def drum_notes(path: Path) -> int:
+    """Notes on drum tracks (MIDI channel 10). ``read_midi`` reads every track as piano, so
+    a drum-only file would pass as a performance."""
+    return sum(len(t.notes) for t in symusic.Score(str(path)).tracks if t.is_drum)
+
+
+def _manifest_name(rel: Path) -> tuple[str, bool]:
+    """(the name as the manifest lists it, whether it is valid UTF-8). A name that is not comes
+    from the file system as surrogate escapes, which a CSV cannot hold: its bytes are escaped."""
+    raw = os.fsencode(rel)
+    try:
+        return raw.decode("utf-8"), True
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "backslashreplace"), False
+
+
 def ingest_tree(src: Path, out: Path, rules: Validation) -> list[dict]:
     """Copy every file of ``src`` to ``out`` (names normalised), validating MIDI on the way.
 
-    Rejected MIDI files are listed in the manifest but not copied.
+    Rejected files are listed in the manifest but not copied: MIDI that fails validation, a
+    name that is not UTF-8 (``bad_name``, listed with its bytes escaped) and a file whose
+    normalised name another file already took (``name_collision``).
     """
     files = sorted(p for p in src.rglob("*") if p.is_file() and not p.name.startswith("."))
     rows, seen = [], {}
     for path in tqdm(files, desc=f"ingest {src.name}", unit="file"):
         rel = path.relative_to(src)
         target_rel = normalise_name(rel)
-        if target_rel in seen:
-            raise ValueError(f"{path}: normalised name {target_rel} collides with {seen[target_rel]}")
-        seen[target_rel] = path
         role = file_role(target_rel)
         status, n_notes, duration = ("ok", 0, 0.0)
-        if role != "other":
+        source_name, valid_name = _manifest_name(rel)
+        if not valid_name:
+            status = "bad_name"
+            log.warning("rejected %r: the file name is not valid UTF-8", path)
+        elif target_rel in seen:
+            status = "name_collision"
+            log.warning("rejected %s: its normalised name %s is taken by %s", path, target_rel,
+                        seen[target_rel])
+        elif role != "other":
             status, n_notes, duration = validate_midi(path, rules)
         if status == "ok":
+            seen[target_rel] = path
             (out / target_rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, out / target_rel)
         rows.append({
-            "file": target_rel.as_posix(), "source_file": rel.as_posix(), "sha256": sha256_file(path),
+            "file": _manifest_name(target_rel)[0], "source_file": source_name,
+            "sha256": sha256_file(path),
             "n_notes": n_notes, "duration_sec": round(duration, 4), "status": status, "role": role,
         })
     return rows
 
 
 def summarise(rows: list[dict], how: str) -> dict:
-    """Counts for metrics/ingest: files per role, MIDI ok and rejected per reason."""
-    midi = [r for r in rows if r["role"] != "other"]
+    """Counts for metrics/ingest: files per role, MIDI ok and rejected per reason (a bad name
+    or a collision counts even for a non-MIDI file)."""
+    midi = [r for r in rows if r["role"] != "other" or r["status"] != "ok"]
     rejected = Counter(r["status"] for r in midi if r["status"] != "ok")
     return {
         "resolved_from": how,

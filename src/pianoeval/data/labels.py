@@ -19,6 +19,13 @@ def load_published_labels(path: str | Path) -> pd.DataFrame:
     if bad:
         raise ValueError(f"{path}: {len(bad)} entries without {N_DIMS + 1} values, e.g. {bad[0]!r}")
     frame = pd.DataFrame([v[:N_DIMS] for v in raw.values()], columns=list(DIMENSIONS))
+    values = frame.apply(pd.to_numeric, errors="coerce").to_numpy(float)
+    invalid = ~((values >= 0.0) & (values <= 1.0))  # NaN, inf, a string, outside 0..1
+    if invalid.any():
+        row, col = np.argwhere(invalid)[0]
+        raise ValueError(f"{path}: {int(invalid.any(axis=1).sum())} entries with a label that is "
+                         f"not a number in 0..1, e.g. {list(raw)[row]!r} {DIMENSIONS[col]} = "
+                         f"{list(raw.values())[row][col]!r}")
     frame.insert(0, "segment", [k.strip() for k in raw])
     return frame.sort_values("segment", ignore_index=True)
 
@@ -80,7 +87,7 @@ def compare_labels(published: pd.DataFrame, recomputed: pd.DataFrame, tolerance:
     merged = published.merge(recomputed, on="segment", suffixes=("", "_re"))
     diff = np.abs(merged[list(DIMENSIONS)].to_numpy()
                   - merged[[f"{d}_re" for d in DIMENSIONS]].to_numpy())
-    worst = diff.max(axis=1)
+    worst = np.where(np.isnan(diff).any(axis=1), np.inf, diff.max(axis=1, initial=0.0))
     return {
         "n_published": len(published),
         "n_recomputed": len(recomputed),
