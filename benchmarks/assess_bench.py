@@ -8,8 +8,9 @@
    on), transcribed (accurate and fast modes) and assessed, against the MIDI path on the same
    performances: Pearson r per dimension over performances, and seconds per minute of audio.
 3. Degradation tiers: ASAP windows (works outside PercePiano, from the degrade stage) clean
-   against tiers 1-3 of each degradation family, performance-only model: mean change per tier
-   with a 95% bootstrap CI over windows, and the Spearman correlation of tier and score.
+   against tiers 1-3 of each degradation family, once performance only and once with the
+   work's ASAP score (the with-score variant): mean change per tier with a 95% bootstrap CI
+   over windows, and the Spearman correlation of tier and score.
 
 Run: `.venv/bin/python benchmarks/assess_bench.py [--windows N]` after `dvc repro degrade`.
 """
@@ -112,7 +113,12 @@ def _boot_ci(x: np.ndarray, rng, n: int = 2000) -> tuple[float, float]:
     return tuple(np.percentile(means, [2.5, 97.5]))
 
 
-def bench_tiers(release: Release, n_windows: int, seed: int = 0) -> list[str]:
+def asap_score(item: str) -> Path:
+    """The ASAP score MIDI of a degrade window ``<performance>@<start ms>-<end ms>``."""
+    return MIRROR / "asap" / Path(item.split("@")[0]).parent / "midi_score.mid"
+
+
+def bench_tiers(release: Release, n_windows: int, with_score: bool, seed: int = 0) -> list[str]:
     samples = pd.read_csv(ROOT / "data" / "degrade" / "samples.csv",
                           usecols=["sample", "item", "source", "family", "tier"])
     samples = samples[samples["source"] == "maestro"]
@@ -122,11 +128,14 @@ def bench_tiers(release: Release, n_windows: int, seed: int = 0) -> list[str]:
     samples = samples[samples["item"].isin(chosen) & samples["family"].isin(
         ["clean", *FAMILY_DIMENSION])]
     rows = []
-    for sample in tqdm(samples.itertuples(), total=len(samples), desc="tiers"):
+    variant = "with-score" if with_score else "performance-only"
+    for sample in tqdm(samples.itertuples(), total=len(samples), desc=f"tiers {variant}"):
         path = ROOT / "data" / "degrade" / "midi" / f"{sample.sample}.mid"
         try:
+            report = assess(path, release, asap_score(sample.item) if with_score else None)
             rows.append({"item": sample.item, "family": sample.family, "tier": sample.tier,
-                         **scores(assess(path, release))})
+                         "fell_back": report["variant"] == "performance_only" and with_score,
+                         **scores(report)})
         except Exception as exc:  # a bad file is counted, not fatal
             rows.append({"item": sample.item, "family": sample.family, "tier": sample.tier,
                          "failed": str(exc)})
@@ -134,9 +143,14 @@ def bench_tiers(release: Release, n_windows: int, seed: int = 0) -> list[str]:
     n_failed = int(frame.get("failed", pd.Series(dtype=str)).notna().sum())
     frame = frame[frame.get("failed", pd.Series(np.nan, frame.index)).isna()]
     clean = frame[frame["family"] == "clean"].set_index("item")
-    lines = ["## 3. Degradation tiers (ASAP windows, works outside PercePiano)", "",
+    lines = [f"## 3{'b' if with_score else 'a'}. Degradation tiers, {variant} (ASAP windows, "
+             "works outside PercePiano)", "",
              f"{len(chosen)} windows x (clean + 5 families x 3 tiers), {n_failed} failed; "
-             "performance-only model. Change = tier - clean of the same window (mean, 95% "
+             + ("with-score model, each window against its work's ASAP score MIDI (excerpt "
+                "located by `assess`; a window whose alignment is unreliable falls back to "
+                "performance only, as `assess` does)" if with_score else "performance-only model")
+             + (f"; {int(frame['fell_back'].sum())} of {len(frame)} fell back" if with_score
+                else "") + ". Change = tier - clean of the same window (mean, 95% "
              "bootstrap CI over windows); rho = Spearman of tier (0-3) and score.", "",
              "| family | dimension (worse =) | tier 1 | tier 2 | tier 3 | rho |",
              "|---|---|---|---|---|---|"]
@@ -217,7 +231,8 @@ def main() -> None:
              "the cores, so times are upper bounds.", ""]
     lines += bench_speed(args.release)
     lines += bench_giantmidi(release)
-    lines += bench_tiers(release, args.windows)
+    lines += bench_tiers(release, args.windows, with_score=False)
+    lines += bench_tiers(release, args.windows, with_score=True)
     lines += bench_audio(release, args.audio)
     args.out.write_text("\n".join(lines) + "\n")
     print(args.out)
