@@ -9,12 +9,12 @@ import pandas as pd
 from pianoeval.data.dimensions import DIMENSIONS
 from pianoeval.features.sets import feature_set
 from pianoeval.models.baselines import cross_fit
-from pianoeval.params import load_params
+from pianoeval.config import load_config
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params = load_params("baselines")
+    config = load_config("baselines")
     labels = pd.read_csv("data/labels.csv")
     features = pd.read_csv("data/features/features.csv")
     splits = pd.read_csv("data/splits.csv", dtype=str)
@@ -26,10 +26,10 @@ def main() -> None:
     logging.info("baselines on %d segments x %d features", len(data), len(all_cols))
 
     Path("models/baselines").mkdir(parents=True, exist_ok=True)
-    for name, (estimator, features_name) in params["models"].items():
+    for name, (estimator, features_name) in config.models.items():
         feature_cols = feature_set(all_cols, features_name)
-        predictions, models = cross_fit(estimator, params, data, feature_cols, splits,
-                                        params["splits"])
+        predictions, models = cross_fit(estimator, config.model_dump(), data, feature_cols,
+                                        splits, config.splits)
         out = Path("metrics/predictions") / name
         out.mkdir(parents=True, exist_ok=True)
         for protocol, frame in predictions.items():

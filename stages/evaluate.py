@@ -2,7 +2,8 @@
 
 Reads ``params.yaml`` section ``evaluate``, ``data/labels.csv``, ``data/splits.csv`` (folds and
 passage groups) and ``metrics/predictions/<model>/<protocol>.csv``; writes ``metrics/eval.json``,
-``metrics/comparisons.json``, ``metrics/results.md`` and the plot tables under ``metrics/plots/``.
+``metrics/comparisons.json``, ``metrics/results.md``, the DVC metric ``metrics/summary.json`` and
+the DVC plot tables under ``metrics/plots/``.
 """
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from tqdm import tqdm
 
 from pianoeval.evaluate.comparisons import compare_models, comparison_pairs
 from pianoeval.evaluate.inputs import load_predictions
-from pianoeval.evaluate.report import (evaluate, per_dim_r_table, pred_vs_true_table,
-                                       results_markdown)
+from pianoeval.evaluate.report import evaluate, results_markdown
+from pianoeval.evaluate.views import per_dim_r_plot, pred_vs_true_plot, summary_metrics
 from pianoeval.params import load_params
 
 log = logging.getLogger("evaluate")
@@ -49,11 +50,15 @@ def main() -> None:
 
     out = Path(args.out)
     (out / "plots").mkdir(parents=True, exist_ok=True)
-    for name, data in (("eval.json", results), ("comparisons.json", comparisons)):
+    for name, data in (("eval.json", results), ("comparisons.json", comparisons),
+                       ("summary.json", summary_metrics(results))):
         (out / name).write_text(json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
     (out / "results.md").write_text(results_markdown(results, confidence=p["confidence"]))
-    per_dim_r_table(results).to_csv(out / "plots" / "per_dim_r.csv", index=False)
-    pred_vs_true_table(labels, predictions).to_csv(out / "plots" / "pred_vs_true.csv", index=False)
+    shown = [p["default_model"], p["comparisons"]["baseline"]]
+    per_dim_r_plot(results, shown, p["plot_protocol"]).to_csv(out / "plots" / "per_dim_r.csv",
+                                                              index=False)
+    pred_vs_true_plot(labels, predictions, p["default_model"], p["plot_protocol"]).to_csv(
+        out / "plots" / "pred_vs_true.csv", index=False)
     log.info("wrote eval.json, comparisons.json (%d comparisons), results.md and plots/ in %s",
              sum(len(v) for v in comparisons.values()), out)
 

@@ -6,23 +6,23 @@ from pathlib import Path
 import pandas as pd
 
 from pianoeval.data.labels import compare_labels, load_published_labels, recompute_labels
-from pianoeval.params import load_params
+from pianoeval.config import load_config
 
 RAW = Path("data/raw/percepiano")
 
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params = load_params("labels")
-    published = load_published_labels(RAW / params["label_file"])
-    ratings = pd.read_csv(RAW / params["ratings_file"])
-    recomputed = recompute_labels(ratings, params["max_rating"], params["likert_max"],
-                                  params["merge_score2"])
-    check = compare_labels(published, recomputed, params["tolerance"])
+    config = load_config("labels")
+    published = load_published_labels(RAW / config.label_file)
+    ratings = pd.read_csv(RAW / config.ratings_file)
+    recomputed = recompute_labels(ratings, config.max_rating, config.likert_max,
+                                  config.merge_score2)
+    check = compare_labels(published, recomputed, config.tolerance)
     if check["n_mismatch"] or check["missing_from_ratings"]:
-        raise SystemExit(f"{RAW / params['label_file']}: {check['n_mismatch']} segments differ from "
-                         f"the means recomputed from {params['ratings_file']} (tolerance "
-                         f"{params['tolerance']}), {len(check['missing_from_ratings'])} missing; "
+        raise SystemExit(f"{RAW / config.label_file}: {check['n_mismatch']} segments differ from "
+                         f"the means recomputed from {config.ratings_file} (tolerance "
+                         f"{config.tolerance}), {len(check['missing_from_ratings'])} missing; "
                          f"first: {check['mismatched'][:3] or check['missing_from_ratings'][:3]}")
     labels = published.merge(recomputed[["segment", "n_raters"]], on="segment")
     labels.insert(1, "n_raters", labels.pop("n_raters"))

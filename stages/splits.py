@@ -10,7 +10,7 @@ import pandas as pd
 from pianoeval.data.midi import MidiError, read_midi
 from pianoeval.data.segments import parse_segment
 from pianoeval.data.splits import make_splits, music_groups
-from pianoeval.params import load_params
+from pianoeval.config import load_config
 
 log = logging.getLogger("splits")
 
@@ -24,7 +24,7 @@ def main() -> None:
     ap.add_argument("--out", default="data/splits.csv")
     ap.add_argument("--metrics", default="metrics/splits.json")
     args = ap.parse_args()
-    params = load_params("splits")
+    config = load_config("splits")
     names = pd.read_csv(args.labels, usecols=["segment"], dtype=str)["segment"].str.strip().tolist()
     paths = {p.stem.strip(): p for p in Path(args.midi_dir).glob("*.mid")}
     notes, unreadable = {}, []
@@ -34,8 +34,8 @@ def main() -> None:
         except MidiError as exc:
             unreadable.append(name)
             log.warning("grouped by passage only: %s", exc)
-    groups = music_groups(names, notes, params["min_overlap"])
-    splits = make_splits(names, groups, params["seeds"], params["test_fraction"], params["n_folds"])
+    groups = music_groups(names, notes, config.min_overlap)
+    splits = make_splits(names, groups, config.seeds, config.test_fraction, config.n_folds)
     splits.to_csv(args.out, index=False)
     passages = pd.Series([parse_segment(n).passage for n in splits["segment"]])
     n_passages = passages.groupby(splits["group"]).nunique()

@@ -12,6 +12,7 @@ import yaml
 from pianoeval.data.dimensions import DIMENSIONS
 from pianoeval.evaluate import metrics as M
 from pianoeval.evaluate import report as R
+from pianoeval.evaluate import views as V
 
 ROOT = Path(__file__).resolve().parents[1]
 DIMS = list(DIMENSIONS)
@@ -256,7 +257,8 @@ def run_stage(tmp_path, params):
 STAGE_PARAMS = {"models": ["mean", "ridge", "good"], "baselines": ["mean", "ridge"],
                 "protocols": ["piece_cv", "piece_test", "performer_cv"], "n_resamples": 200,
                 "seed": 0, "confidence": 0.9, "single_modality": ["ridge"], "default_model": "good",
-                "comparisons": {"baseline": "ridge", "ablations": [], "pairs": [["ridge", "mean"]]}}
+                "comparisons": {"baseline": "ridge", "ablations": [], "pairs": [["ridge", "mean"]]},
+                "plot_protocol": "piece_cv"}
 
 
 def test_stage_scores_every_seed_by_passage_and_compares_pairs(tmp_path):
@@ -290,6 +292,13 @@ def test_stage_scores_every_seed_by_passage_and_compares_pairs(tmp_path):
     assert vs_ridge["verdict"] == "good better"
     assert [c["b"] for c in comparisons["piece_test"]] == ["ridge", "ridge", "mean"]  # single, baseline, pair
     assert "R² [90% CI]" in (tmp_path / "metrics" / "results.md").read_text()
+    summary = json.loads((tmp_path / "metrics" / "summary.json").read_text())
+    assert summary["good"]["piece_test"]["r2"] == piece["r2"]
+    assert summary["good"]["piece_test"]["r2_seed_sd"] == piece["r2_seed_sd"]
+    plotted = pd.read_csv(tmp_path / "metrics" / "plots" / "per_dim_r.csv")
+    assert sorted(set(plotted["model"])) == ["good", "ridge"] and len(plotted) == 2 * len(DIMS)
+    assert len(pd.read_csv(tmp_path / "metrics" / "plots" / "pred_vs_true.csv")) == \
+        len(predictions["good"]["piece_s0_cv"]) * len(DIMS)  # piece_cv: the first seed's
 
 
 def test_stage_refuses_predictions_made_on_another_split(tmp_path):
@@ -302,3 +311,78 @@ def test_stage_refuses_predictions_made_on_another_split(tmp_path):
     proc = run_stage(tmp_path, {**STAGE_PARAMS, "models": ["ridge"]})
     assert proc.returncode != 0
     assert "piece_s1_cv.csv" in proc.stderr and "made on another split" in proc.stderr
+
+
+# --------------------------------------------------------------------------- DVC views
+
+def test_summary_metrics_keep_three_figures_per_model_and_protocol(setup):
+    _, _, result = setup
+    summary = V.summary_metrics(result)
+    assert set(summary) == set(result)
+    row = summary["good"]["piece_cv"]
+    assert row == {"r2": result["good"]["piece_cv"]["r2"],
+                   "mean_r": result["good"]["piece_cv"]["pearson_r"],
+                   "within_passage_r": result["good"]["piece_cv"]["within_passage_r"]}
+
+
+def test_view_tables_show_one_protocol_and_refuse_what_they_cannot_plot(setup):
+    labels, predictions, result = setup
+    per_dim = V.per_dim_r_plot(result, ["good", "ridge"], "piece_cv")
+    assert len(per_dim) == 2 * len(DIMS) and set(per_dim["model"]) == {"good", "ridge"}
+    row = per_dim.query("model == 'good' and dimension == @DIMS[2]").iloc[0]
+    assert row["r"] == result["good"]["piece_cv"]["per_dim"][DIMS[2]]["r"]
+    assert (per_dim["r_low"] <= per_dim["r"]).all() and (per_dim["r"] <= per_dim["r_high"]).all()
+    with pytest.raises(KeyError, match="'good' result on 'lopo_cv'"):
+        V.per_dim_r_plot(result, ["good"], "lopo_cv")
+
+    pvt = V.pred_vs_true_plot(labels, predictions, "ridge", "piece_cv")
+    assert len(pvt) == len(labels) * len(DIMS)
+    seg = labels["segment"][7]
+    got = pvt.query("segment == @seg and dimension == @DIMS[0]").iloc[0]
+    assert got["true"] == pytest.approx(labels[DIMS[0]][7], abs=1e-3)
+    with pytest.raises(ValueError, match="piece_test: a test protocol"):
+        V.pred_vs_true_plot(labels, predictions, "ridge", "piece_test")
+
+
+def test_dvc_metrics_hold_no_per_dimension_value_and_a_few_hundred_values():
+    """What `dvc metrics show` prints: every metrics file dvc.yaml declares, as committed."""
+    root = ROOT
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    files = [next(iter(m)) if isinstance(m, dict) else m
+             for stage in stages.values() for m in stage.get("metrics", [])
+             + stage.get("do", {}).get("metrics", [])]
+    paths = [p for f in files for p in root.glob(f.replace("${key}", "*"))]
+    assert root / "metrics" / "summary.json" in paths
+
+    def leaves(x, keys=(), in_list=False):
+        """(key path, inside a list) of every value; DVC's table leaves lists out."""
+        if isinstance(x, dict):
+            return [leaf for k, v in x.items() for leaf in leaves(v, (*keys, k), in_list)]
+        if isinstance(x, list):
+            return [leaf for v in x for leaf in leaves(v, keys, True)]
+        return [(keys, in_list)]
+
+    values = [leaf for p in paths for leaf in leaves(json.loads(p.read_text()))]
+    assert not [k for k, _ in values if set(k) & set(DIMENSIONS)], "a per-dimension metric"
+    shown = [k for k, in_list in values if not in_list]
+    assert len(shown) <= 600, len(shown)
+
+
+def test_dvc_plots_render_from_files_in_git():
+    """`dvc plots show` fills both plots from committed files (no DVC cache needed): per-dimension
+    r with a CI rule per bar, and predicted against true."""
+    plots = {"metrics/plots/per_dim_r.csv", "metrics/plots/pred_vs_true.csv"}
+    tracked = subprocess.run(["git", "ls-files", *plots], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout.split()
+    assert set(tracked) == plots
+    dvc = Path(sys.executable).with_name("dvc")
+    run = subprocess.run([str(dvc), "plots", "show", "--json", *sorted(plots)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    shown = json.loads(run.stdout)["data"]
+    per_dim = shown["metrics/plots/per_dim_r.csv"][0]["content"]
+    assert {"bar", "rule"} == {layer["mark"]["type"] for layer in per_dim["layer"]}
+    assert per_dim["layer"][1]["encoding"]["x2"]["field"] == "r_high"
+    assert len(per_dim["data"]["values"]) == 2 * len(DIMENSIONS)
+    scatter = shown["metrics/plots/pred_vs_true.csv"][0]["content"]
+    assert len(scatter["data"]["values"]) > 1000

@@ -64,10 +64,14 @@ def model_card(variants: dict[str, ReleaseVariant], eval_names: dict[str, str],
         "",
         "## Data and licences",
         "",
-        "- Labels and performances: PercePiano (Park et al. 2024), CC BY-NC-SA 4.0.",
-        "- Scores of the alignment features: the PercePiano score MIDIs; the pipeline around it "
-        "also uses ASAP and MAESTRO (CC BY-NC-SA 4.0).",
-        "- The model inherits the non-commercial, share-alike terms: **not for commercial use**.",
+        "- Labels, performances, and the score MIDIs of the alignment features: PercePiano "
+        "(Park et al. 2024), MIT (the data mirror's `percepiano/LICENSE`). No ASAP or MAESTRO "
+        "data enters these two models or their per-bar reference.",
+        "- Audio input: the accurate mode's transcriber (transkun) was trained on MAESTRO "
+        "(CC BY-NC-SA 4.0), so reports of audio carry its non-commercial terms; the fast mode "
+        "(basic-pitch) is Apache-2.0.",
+        "- The pipeline's other models (MIDI pre-training, contrastive heads, fusion) train on "
+        "ASAP and MAESTRO (CC BY-NC-SA 4.0): not for commercial use.",
         "",
         "## Scores (R², 95% CI by passage-group bootstrap; piece split: mean ± sd over seeds)",
         "",
