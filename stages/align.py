@@ -13,8 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from pianoeval.align.batch import AlignConfig, align_items, limit_items, source_items
-from pianoeval.align.match import MATCHERS
-from pianoeval.params import load_params
+from pianoeval.config import load_config
 
 log = logging.getLogger("align")
 FLOAT_FORMAT = "%.7g"  # ms precision on a 2,000 s performance; halves notes.csv
@@ -30,23 +29,19 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # AutomaticNoteMatcher logs every window it subsamples ("high number of combinations")
     logging.getLogger("parangonar").setLevel(logging.ERROR)
-    params = load_params("align")
-    matchers = params.get("matchers") or []
-    if not matchers or set(matchers) - set(MATCHERS):  # before any work: all items would fail
-        raise SystemExit(f"params.yaml align.matchers: {matchers!r} must name one or more of "
-                         f"{', '.join(MATCHERS)}")
+    config = load_config("align")  # an unknown or empty matchers list stops here, before work
     raw = args.raw or Path("data/raw") / args.source
     out = args.out or Path("data/align") / args.source
     timing = args.timing or Path("data/align_timing") / f"{args.source}.csv"
 
     manifest = pd.read_csv(raw / "manifest.csv")
-    limits = params["sources"][args.source] or {}
-    score_notes = dict(zip(manifest["file"], manifest["n_notes"]))
-    items = limit_items(source_items(args.source, manifest, raw), score_notes,
-                        limits.get("max_score_notes"), limits.get("max_items"))
-    cache = params.get("resume_dir")  # not a DVC param: it changes no result
-    result = align_items(items, AlignConfig.from_params(params), n_jobs=int(params["n_jobs"]),
-                         cache_dir=None if cache is None else Path(cache) / args.source)
+    limits = config.sources[args.source]
+    items = limit_items(source_items(args.source, manifest, raw),
+                        dict(zip(manifest["file"], manifest["n_notes"])),
+                        limits.max_score_notes, limits.max_items)
+    cache = config.resume_dir and Path(config.resume_dir) / args.source  # changes no result
+    result = align_items(items, AlignConfig.from_params(config.model_dump()),
+                         n_jobs=config.n_jobs, cache_dir=cache)
 
     out.mkdir(parents=True, exist_ok=True)
     result.alignments.drop(columns="seconds").to_csv(out / "alignments.csv", index=False)
@@ -57,9 +52,8 @@ def main() -> None:
     for message in result.messages:
         log.warning(message)
     status = result.alignments["status"].value_counts().to_dict()
-    n_aligned = len(items) - status.get("skipped", 0)
-    log.info("%s: %d items %s, %d notes in %.1f s (%.1f items/s) -> %s", args.source, len(items),
-             status, len(result.notes), result.seconds, n_aligned / max(result.seconds, 1e-9), out)
+    log.info("%s: %d items %s, %d notes in %.1f s -> %s", args.source, len(items), status,
+             len(result.notes), result.seconds, out)
 
 
 if __name__ == "__main__":

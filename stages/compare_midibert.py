@@ -11,8 +11,6 @@ mean over seeds of the single models' R2 and how many seeds the pre-trained mode
 (``seeds_a_better``). Both seed averages are ensembles of different encoders (pre-trained
 seed i starts from pretrain_midi's encoder i, scratch seed i from random init i); the single
 models compare one encoder with one."""
-from __future__ import annotations
-
 import argparse
 import json
 import logging
@@ -20,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pianoeval.evaluate.pairwise import compare_pair, summarise_seeds
+from pianoeval.evaluate.pairwise import compare_protocol, seed_folders, shared_protocols
 from pianoeval.params import load_params
 
 log = logging.getLogger("compare_midibert")
@@ -39,34 +37,22 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     a, b = "midibert_pretrained", "midibert_scratch"
     ev = load_params("evaluate", args.params)
+    kw = {k: ev[k] for k in ("n_resamples", "seed", "confidence")}
     labels = pd.read_csv(args.labels)
     splits = pd.read_csv(args.splits, dtype=str)
     groups = dict(zip(splits["segment"], splits["group"]))
+    read = lambda folder, name: tuple(pd.read_csv(Path(folder) / m / name) for m in (a, b))
+    seeds = seed_folders(Path(args.checkpoints) / a)
     out = {}
-    for protocol in sorted(f.stem for f in (Path(args.predictions) / a).glob("*.csv")):
-        files = [Path(args.predictions) / m / f"{protocol}.csv" for m in (a, b)]
-        if not all(f.is_file() for f in files):
-            continue
-        compare = lambda pa, pb: compare_pair(pd.read_csv(pa), pd.read_csv(pb), labels, a, b,
-                                              ev["n_resamples"], ev["seed"], ev["confidence"],
-                                              groups=groups)
-        out[protocol] = compare(*files)
-        w = out[protocol]["williams"]
+    for protocol in shared_protocols(Path(args.predictions), a, b):
+        per_seed = {s: read(args.checkpoints, f"{d}/{protocol}.csv") for s, d in seeds.items()}
+        out[protocol] = c = compare_protocol(read(args.predictions, f"{protocol}.csv"), per_seed,
+                                             labels, a, b, groups=groups, **kw)
+        w = c["williams"]
         log.info("%s: R2 %.3f vs %.3f; Williams p<.05: %d dims better, %d worse", protocol,
-                 out[protocol][a]["r2"], out[protocol][b]["r2"], w["n_better_p05"], w["n_worse_p05"])
-        seed_dirs = sorted((Path(args.checkpoints) / a).glob("predictions_seed*"),
-                           key=lambda d: int(d.name.removeprefix("predictions_seed")))
-        per_seed = {d.name.removeprefix("predictions_"): compare(
-            *(Path(args.checkpoints) / m / d.name / f"{protocol}.csv" for m in (a, b)))
-            for d in seed_dirs}
-        if per_seed:
-            out[protocol]["per_seed"] = {
-                seed: {a: c[a], b: c[b], "r2_difference": c["r2_difference"],
-                       "williams_better_worse": [c["williams"]["n_better_p05"],
-                                                 c["williams"]["n_worse_p05"]]}
-                for seed, c in per_seed.items()}
-            out[protocol]["seed_mean"] = summarise_seeds(per_seed, a, b)
-            log.info("%s single models: %s", protocol, out[protocol]["seed_mean"])
+                 c[a]["r2"], c[b]["r2"], w["n_better_p05"], w["n_worse_p05"])
+        if "seed_mean" in c:
+            log.info("%s single models: %s", protocol, c["seed_mean"])
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
 
 

@@ -15,52 +15,45 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from pianoeval.config import load_config
 from pianoeval.evaluate.comparisons import compare_models, comparison_pairs
 from pianoeval.evaluate.inputs import load_predictions
 from pianoeval.evaluate.report import evaluate, results_markdown
-from pianoeval.evaluate.views import per_dim_r_plot, pred_vs_true_plot, summary_metrics
-from pianoeval.params import load_params
+from pianoeval.evaluate.views import write_views
 
 log = logging.getLogger("evaluate")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--labels", default="data/labels.csv")
-    parser.add_argument("--splits", default="data/splits.csv")
-    parser.add_argument("--predictions", default="metrics/predictions")
-    parser.add_argument("--out", default="metrics")
+    for arg, default in (("params", "params.yaml"), ("labels", "data/labels.csv"),
+                         ("splits", "data/splits.csv"), ("predictions", "metrics/predictions"),
+                         ("out", "metrics")):
+        parser.add_argument(f"--{arg}", default=default)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    p = load_params("evaluate", args.params)
+    c = load_config("evaluate", args.params)
     labels, splits = pd.read_csv(args.labels), pd.read_csv(args.splits, dtype=str)
     groups = dict(zip(splits["segment"], splits["group"]))
-    predictions = load_predictions(Path(args.predictions), p["models"], p["protocols"], splits)
-    boot = dict(n_resamples=p["n_resamples"], seed=p["seed"], confidence=p["confidence"])
+    predictions = load_predictions(Path(args.predictions), c.models, c.protocols, splits)
+    boot = dict(n_resamples=c.n_resamples, seed=c.seed, confidence=c.confidence)
     log.info("scoring %d prediction files, CIs from %d passage-group resamples",
-             sum(len(v) for v in predictions.values()), p["n_resamples"])
-    results = evaluate(labels, predictions, p["baselines"], groups=groups,
+             sum(len(v) for v in predictions.values()), c.n_resamples)
+    results = evaluate(labels, predictions, c.baselines, groups=groups,
                        progress=lambda pairs: tqdm(pairs, desc="evaluate", unit="file"),
-                       single_modality=p["single_modality"], **boot)
-    pairs = comparison_pairs(results, p["default_model"], p["single_modality"],
-                             p["comparisons"]["baseline"], p["comparisons"]["ablations"],
-                             p["comparisons"]["pairs"])
-    comparisons = compare_models(labels, predictions, pairs, p["protocols"], groups, **boot)
+                       single_modality=c.single_modality, **boot)
+    pairs = comparison_pairs(results, c.default_model, c.single_modality, c.comparisons.baseline,
+                             c.comparisons.ablations, c.comparisons.pairs)
+    comparisons = compare_models(labels, predictions, pairs, c.protocols, groups, **boot)
 
     out = Path(args.out)
-    (out / "plots").mkdir(parents=True, exist_ok=True)
-    for name, data in (("eval.json", results), ("comparisons.json", comparisons),
-                       ("summary.json", summary_metrics(results))):
+    write_views(out, results, labels, predictions, c.default_model, c.comparisons.baseline,
+                c.plot_protocol)  # creates out/
+    for name, data in (("eval.json", results), ("comparisons.json", comparisons)):
         (out / name).write_text(json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
-    (out / "results.md").write_text(results_markdown(results, confidence=p["confidence"]))
-    shown = [p["default_model"], p["comparisons"]["baseline"]]
-    per_dim_r_plot(results, shown, p["plot_protocol"]).to_csv(out / "plots" / "per_dim_r.csv",
-                                                              index=False)
-    pred_vs_true_plot(labels, predictions, p["default_model"], p["plot_protocol"]).to_csv(
-        out / "plots" / "pred_vs_true.csv", index=False)
-    log.info("wrote eval.json, comparisons.json (%d comparisons), results.md and plots/ in %s",
-             sum(len(v) for v in comparisons.values()), out)
+    (out / "results.md").write_text(results_markdown(results, confidence=c.confidence))
+    log.info("wrote eval.json, comparisons.json (%d comparisons), results.md, summary.json and "
+             "plots/ in %s", sum(len(v) for v in comparisons.values()), out)
 
 
 if __name__ == "__main__":

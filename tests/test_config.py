@@ -42,6 +42,14 @@ def _with(section: str, path: tuple, value) -> dict:
     ("baselines", ("splits",), ["piece", "pieces"], r"baselines\.splits\.1: Input should be 'piece', 'performer', 'work' or 'lopo'"),
     ("labels", ("merge_score2",), "no", r"labels\.merge_score2: Input should be a valid boolean \(got 'no'\)"),
     ("labels", ("tolerance",), -1.0, r"labels\.tolerance: Input should be greater than or equal to 0"),
+    ("evaluate", ("comparisons", "ablations"), ["fusion_gatd"],
+     r"evaluate: Value error, comparisons\.ablations names \['fusion_gatd'\], which evaluate\.models does not score"),
+    ("evaluate", ("protocols",), ["piece_cv", "lopo"], r"evaluate\.protocols\.1: Input should be 'piece_cv'"),
+    ("evaluate", ("plot_protocol",), "piece_test", r"evaluate\.plot_protocol: Input should be 'piece_cv', 'performer_cv', 'work_cv' or 'lopo_cv'"),
+    ("align", ("matchers",), [], r"align\.matchers: List should have at least 1 item"),
+    ("align", ("matchers",), ["dualdtw", "nosuchmatcher"], r"align\.matchers\.1: Input should be 'dualdtw' or 'automatic'"),
+    ("align", ("min_match_rate",), 1.5, r"align\.min_match_rate: Input should be less than or equal to 1"),
+    ("evaluate", ("confidence",), 95, r"evaluate\.confidence: Input should be less than 1 \(got 95\)"),
 ])
 def test_a_bad_value_or_unknown_key_is_refused_naming_the_key(section, path, value, message):
     with pytest.raises(ConfigError, match=message):
@@ -66,3 +74,11 @@ def test_load_config_names_the_file_and_ends_the_run_without_a_traceback(tmp_pat
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert "params.yaml: splits.n_folds: Input should be greater than or equal to 2" in run.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_the_choices_named_in_config_are_those_of_their_modules():
+    from pianoeval import config
+    from pianoeval.align.match import MATCHERS
+    from pianoeval.features.sets import FEATURE_SETS
+
+    assert config.MATCHERS == MATCHERS and config.FEATURE_SETS == FEATURE_SETS

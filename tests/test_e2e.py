@@ -105,8 +105,15 @@ def test_pipeline_end_to_end(tmp_path):
         "fusion_midi": {"modalities": ["midi"], "splits": ["piece"]},
         "fusion_concat": {"splits": ["piece", "lopo"], "rank_weight": 0.5, "ordinal": "coral",
                          "tier_rank_weight": 0.5, "weak_weight": 0.5, "lds": True}}
-    params["evaluate"]["models"] = [m for m in params["evaluate"]["models"]  # only those trained here
-                                    if not m.startswith("fusion_") or m in params["train_fusion"]["models"]]
+    evaluate = params["evaluate"]
+    evaluate["models"] = [m for m in evaluate["models"]  # only those trained here
+                          if not m.startswith("fusion_") or m in params["train_fusion"]["models"]]
+    scored = set(evaluate["models"])  # the evaluate section may name only scored models
+    evaluate["single_modality"] = [m for m in evaluate["single_modality"] if m in scored]
+    evaluate["comparisons"]["ablations"] = [m for m in evaluate["comparisons"]["ablations"]
+                                            if m in scored]
+    evaluate["comparisons"]["pairs"] = [p for p in evaluate["comparisons"]["pairs"]
+                                        if set(p) <= scored]
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     env = {**os.environ, "PIANOEVAL_DATA_MIRROR": str(tmp_path / "mirror"),

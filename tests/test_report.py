@@ -308,7 +308,7 @@ def test_stage_refuses_predictions_made_on_another_split(tmp_path):
     stale = predictions["ridge"]["piece_s1_cv"]
     predictions["ridge"]["piece_s1_cv"] = stale.assign(fold=(stale["fold"] + 1) % 4)
     write_stage_inputs(tmp_path, labels, splits, predictions)
-    proc = run_stage(tmp_path, {**STAGE_PARAMS, "models": ["ridge"]})
+    proc = run_stage(tmp_path, STAGE_PARAMS)  # only ridge has prediction files
     assert proc.returncode != 0
     assert "piece_s1_cv.csv" in proc.stderr and "made on another split" in proc.stderr
 

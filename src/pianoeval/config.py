@@ -13,13 +13,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
-from pianoeval.features.sets import FEATURE_SETS
 from pianoeval.params import load_params
 
 SPLIT_NAMES = ("piece", "performer", "work", "lopo")
 ESTIMATORS = ("mean", "ridge")
+# Choices named here, not imported: importing the modules that define them would make every stage
+# that reads its params depend on their code. A test keeps each equal to its source.
+MATCHERS = ("dualdtw", "automatic")  # pianoeval.align.match.MATCHERS
+FEATURE_SETS = ("all", "performance_only")  # pianoeval.features.sets.FEATURE_SETS
 
 
 class ConfigError(ValueError):
@@ -75,7 +79,62 @@ class Baselines(Section):
         return models
 
 
-SECTIONS: dict[str, type[Section]] = {"labels": Labels, "splits": Splits, "baselines": Baselines}
+class AlignLimits(Section):
+    max_score_notes: int | None = Field(ge=1)
+    max_items: int | None = Field(ge=1)
+
+
+class Align(Section):
+    n_jobs: int
+    resume_dir: str | None = Field(min_length=1)
+    matchers: list[Literal[MATCHERS]] = Field(min_length=1)
+    min_match_rate: float = Field(ge=0, le=1)
+    min_usable_rate: float = Field(ge=0, le=1)
+    tempo_window_beats: float = Field(gt=0)
+    velocity_local_beats: int = Field(ge=1)
+    phrase_bars: int = Field(ge=1)
+    sources: dict[Literal["percepiano", "maestro"], AlignLimits]
+
+
+PROTOCOLS = ("piece_cv", "performer_cv", "work_cv", "lopo_cv", "piece_test", "performer_test")
+
+
+class Comparisons(Section):
+    baseline: str
+    ablations: list[str]
+    pairs: list[Annotated[list[str], Field(min_length=2, max_length=2)]]
+
+
+class Evaluate(Section):
+    models: list[str] = Field(min_length=1)
+    baselines: list[str] = Field(min_length=1)
+    single_modality: list[str]
+    protocols: list[Literal[PROTOCOLS]] = Field(min_length=1)
+    default_model: str
+    comparisons: Comparisons
+    n_resamples: int = Field(ge=100)
+    confidence: float = Field(gt=0, lt=1)
+    seed: int
+    plot_protocol: Literal[tuple(p for p in PROTOCOLS if p.endswith("_cv"))]
+
+    @model_validator(mode="after")
+    def _models_are_scored(self) -> "Evaluate":
+        named = {"baselines": self.baselines, "single_modality": self.single_modality,
+                 "default_model": [self.default_model],
+                 "comparisons.baseline": [self.comparisons.baseline],
+                 "comparisons.ablations": self.comparisons.ablations,
+                 "comparisons.pairs": [m for pair in self.comparisons.pairs for m in pair]}
+        for key, models in named.items():
+            unscored = [m for m in models if m not in self.models]
+            if unscored:
+                raise ValueError(f"{key} names {unscored}, which evaluate.models does not score")
+        if self.plot_protocol not in self.protocols:
+            raise ValueError(f"plot_protocol {self.plot_protocol!r} is not in protocols")
+        return self
+
+
+SECTIONS: dict[str, type[Section]] = {"labels": Labels, "splits": Splits, "align": Align,
+                                      "baselines": Baselines, "evaluate": Evaluate}
 
 
 def _message(section: str, error: dict) -> str:

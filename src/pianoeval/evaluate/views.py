@@ -7,7 +7,9 @@ what one chart can show: the default model against a baseline on one protocol.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -69,3 +71,18 @@ def pred_vs_true_plot(labels: pd.DataFrame, predictions: dict[str, dict[str, pd.
                          "dimension": np.tile(list(dims), n),
                          "true": stacked.y_true.ravel().round(decimals),
                          "pred": stacked.y_pred[0].ravel().round(decimals)})
+
+
+def write_views(out: Path, eval_dict: dict, labels: pd.DataFrame,
+                predictions: dict[str, dict[str, pd.DataFrame]], default_model: str,
+                baseline: str, protocol: str) -> None:
+    """``out/summary.json`` (the DVC metric) and the DVC plot tables ``out/plots/per_dim_r.csv``
+    (default model and baseline) and ``out/plots/pred_vs_true.csv`` (default model), on
+    ``protocol``."""
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(
+        json.dumps(summary_metrics(eval_dict), indent=2, sort_keys=True, allow_nan=False) + "\n")
+    per_dim_r_plot(eval_dict, [default_model, baseline], protocol).to_csv(
+        out / "plots" / "per_dim_r.csv", index=False)
+    pred_vs_true_plot(labels, predictions, default_model, protocol).to_csv(
+        out / "plots" / "pred_vs_true.csv", index=False)
