@@ -1,10 +1,8 @@
 """DVC stage `release`: the model `pianoeval assess` loads, written to models/release/ (in git).
 
-Fits each variant of `release.variants` on every labelled segment (the estimator and feature set
-of the named baselines model), calibrates its intervals on out-of-fold residuals over whole
-works, fits the per-bar reference on align@percepiano's notes, and writes the model card with
-the variants' scores copied from metrics/eval.json.
-"""
+Fits each `release.variants` baselines model on every labelled segment, calibrates its intervals
+on out-of-fold residuals over whole works, fits the per-bar reference on align@percepiano's
+notes, and writes the model card (scores copied from metrics/eval.json)."""
 import json
 import logging
 from pathlib import Path
@@ -16,6 +14,7 @@ from pianoeval.assess.card import model_card
 from pianoeval.assess.release import fit_variant
 from pianoeval.data.dimensions import DIMENSIONS
 from pianoeval.features.sets import feature_set
+from pianoeval.config import load_config
 from pianoeval.params import load_params
 
 OUT = Path("models/release")
@@ -25,7 +24,8 @@ ALIGN_KEYS = ("matchers", "min_match_rate", "min_usable_rate", "tempo_window_bea
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params, baselines = load_params("release"), load_params("baselines")
+    config, baselines = load_config("release"), load_config("baselines")
+    align, features = load_config("align"), load_params("features")
     data = pd.read_csv("data/labels.csv").merge(pd.read_csv("data/features/features.csv"),
                                                  on="segment", validate="one_to_one")
     folds = data[["segment"]].merge(pd.read_csv("data/splits.csv", dtype=str),
@@ -33,31 +33,26 @@ def main() -> None:
     all_cols = [c for c in data.columns if c not in ("segment", "n_raters", *DIMENSIONS)]
     OUT.mkdir(parents=True, exist_ok=True)
     variants = {}
-    for variant, model_name in params["variants"].items():
-        estimator, features_name = baselines["models"][model_name]
+    for variant, model_name in config.variants.items():
+        estimator, features_name = baselines.models[model_name]
         if estimator != "ridge":
             raise SystemExit(f"release.variants.{variant}: {model_name} is a {estimator!r} "
                              "model; the release exports ridge only")
         variants[variant] = fit_variant(variant, data, feature_set(all_cols, features_name),
-                                        folds, baselines, float(params["coverage"]))
+                                        folds, baselines.model_dump(), config.coverage)
         (OUT / f"{variant}.json").write_text(variants[variant].to_json())
         logging.info("%s: %d features, mean half-width %.3f", variant,
                      len(variants[variant].model.features),
                      sum(variants[variant].halfwidth) / len(DIMENSIONS))
-
-    bars = reference_bars(pd.read_csv("data/align/percepiano/notes.csv"))
-    reference = BarReference.fit(bars)
+    reference = BarReference.fit(reference_bars(pd.read_csv("data/align/percepiano/notes.csv")))
     (OUT / "bars.json").write_text(json.dumps(reference.__dict__, indent=1) + "\n")
-    settings = {k: params[k] for k in ("variants", "score_min_note_f", "practise_fraction",
-                                       "max_passages", "outlier_z")}
-    align = load_params("align")
-    settings.update(align={k: align[k] for k in ALIGN_KEYS},
-                    chord_window_sec=load_params("features")["chord_window_sec"])
+    settings = config.model_dump(exclude={"coverage"}) | {
+        "align": align.model_dump(include=set(ALIGN_KEYS)),
+        "chord_window_sec": features["chord_window_sec"]}
     (OUT / "settings.json").write_text(json.dumps(settings, indent=1) + "\n")
-    eval_scores = json.loads(Path("metrics/eval.json").read_text())
     (OUT / "MODEL_CARD.md").write_text(model_card(
-        variants, params["variants"], eval_scores, reference.n_bars,
-        float(params["practise_fraction"])))
+        variants, config.variants, json.loads(Path("metrics/eval.json").read_text()),
+        reference.n_bars, config.practise_fraction))
     logging.info("release written to %s (bar reference: %d bars)", OUT, reference.n_bars)
 
 

@@ -49,6 +49,8 @@ def _with(section: str, path: tuple, value) -> dict:
     ("align", ("matchers",), [], r"align\.matchers: List should have at least 1 item"),
     ("align", ("matchers",), ["dualdtw", "nosuchmatcher"], r"align\.matchers\.1: Input should be 'dualdtw' or 'automatic'"),
     ("align", ("min_match_rate",), 1.5, r"align\.min_match_rate: Input should be less than or equal to 1"),
+    ("release", ("variants",), {"with_score": "ridge"}, r"release\.variants: Dictionary should have at least 2 items"),
+    ("release", ("coverage",), 90, r"release\.coverage: Input should be less than 1 \(got 90\)"),
     ("evaluate", ("confidence",), 95, r"evaluate\.confidence: Input should be less than 1 \(got 95\)"),
 ])
 def test_a_bad_value_or_unknown_key_is_refused_naming_the_key(section, path, value, message):

@@ -96,6 +96,15 @@ class Align(Section):
     sources: dict[Literal["percepiano", "maestro"], AlignLimits]
 
 
+class Release(Section):
+    variants: dict[Literal["with_score", "performance_only"], str] = Field(min_length=2)
+    coverage: float = Field(gt=0, lt=1)
+    score_min_note_f: float = Field(ge=0, le=1)
+    practise_fraction: float = Field(gt=0, lt=1)
+    max_passages: int = Field(ge=1)
+    outlier_z: float = Field(gt=0)
+
+
 PROTOCOLS = ("piece_cv", "performer_cv", "work_cv", "lopo_cv", "piece_test", "performer_test")
 
 
@@ -134,7 +143,8 @@ class Evaluate(Section):
 
 
 SECTIONS: dict[str, type[Section]] = {"labels": Labels, "splits": Splits, "align": Align,
-                                      "baselines": Baselines, "evaluate": Evaluate}
+                                      "baselines": Baselines, "release": Release,
+                                      "evaluate": Evaluate}
 
 
 def _message(section: str, error: dict) -> str:
