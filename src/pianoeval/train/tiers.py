@@ -1,12 +1,18 @@
 """Cross-fitted tier scorers and their ranking report."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold
 
 from pianoeval.evaluate.ranking import mean_kendall_tau, pairwise_accuracy
 from pianoeval.models.tiers import RankerConfig, fit_tier_scorer
+
+log = logging.getLogger(__name__)
+# Columns of samples.csv that describe a sample, not its performance: never features.
+META = ("sample", "item", "source", "work", "family", "variant", "tier")
 
 
 def pair_indices(rows: pd.DataFrame, pairs: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -65,3 +71,43 @@ def ranking_report(scored: pd.DataFrame, pairs: pd.DataFrame) -> dict:
         "n_pairs": len(p),
         "n_pairs_by_family": p["family"].value_counts().sort_index().to_dict(),
     }
+
+
+def ranker_config(params: dict) -> RankerConfig:
+    """The ``train_tiers`` params section as a RankerConfig (YAML reads ``1`` for a float as an
+    int and ``1e-3`` as a string, hence the casts)."""
+    return RankerConfig(hidden=int(params["hidden"]), margin=float(params["margin"]),
+                        lr=float(params["lr"]), weight_decay=float(params["weight_decay"]),
+                        epochs=int(params["epochs"]), seed=int(params["seed"]))
+
+
+def modality_features(columns, modality: str) -> list[str]:
+    """The feature columns of ``modality`` ("midi" or "audio"): ``audio_*`` for audio, the rest
+    for MIDI, never the metadata nor the ``deg_*`` degradation settings (they give the tier)."""
+    return [c for c in columns if c not in META and not c.startswith("deg_")
+            and c.startswith("audio_") == (modality == "audio")]
+
+
+def score_modalities(samples: pd.DataFrame, pairs: pd.DataFrame, config: RankerConfig,
+                     n_folds: int) -> tuple[pd.DataFrame, dict]:
+    """Out-of-fold scores of the MIDI samples and of the audio samples (family "audio"), one
+    scorer per modality on its own features, and their ranking report: overall pairwise
+    accuracy, then one :func:`ranking_report` per modality. A modality with fewer than two
+    works has nothing to hold out and is skipped. The scores are ``META`` + modality + score."""
+    scored, metrics = [], {}
+    is_audio = samples["family"] == "audio"
+    for modality, rows in (("midi", samples[~is_audio]), ("audio", samples[is_audio])):
+        if rows["work"].nunique() < 2:
+            log.warning("%s: %d sample(s) from %d work(s), nothing to hold out: skipped",
+                        modality, len(rows), rows["work"].nunique())
+            continue
+        features = modality_features(rows.columns, modality)
+        rows = rows.reset_index(drop=True)
+        scores = cross_fit_scores(rows, pairs, features, config, n_folds)
+        scored.append(rows[list(META)].assign(modality=modality, score=scores))
+        metrics[modality] = ranking_report(rows.assign(score=scores), pairs)
+        log.info("%s: pairwise accuracy %.3f on held-out works (%d pairs, %d features)", modality,
+                 metrics[modality]["pairwise_accuracy"], metrics[modality]["n_pairs"], len(features))
+    all_scores = pd.concat(scored, ignore_index=True)
+    overall = ranking_report(all_scores, pairs)["pairwise_accuracy"]
+    return all_scores, {"pairwise_accuracy": overall, **metrics}
