@@ -176,22 +176,6 @@ def test_best_baseline_picks_highest_r2():
     assert R.best_baseline(scores, ["absent"]) is None
 
 
-def test_plot_tables(setup):
-    labels, predictions, result = setup
-    per_dim = R.per_dim_r_table(result)
-    assert len(per_dim) == 3 * 2 * len(DIMS)
-    row = per_dim.query("model == 'good' and protocol == 'piece_cv' and dimension == @DIMS[2]").iloc[0]
-    assert row["r"] == result["good"]["piece_cv"]["per_dim"][DIMS[2]]["r"]
-    assert row["r_low"] <= row["r"] <= row["r_high"]
-
-    pvt = R.pred_vs_true_table(labels, predictions)
-    assert set(pvt["protocol"]) == {"piece_cv"}  # test protocols are left out
-    assert len(pvt) == 3 * len(labels) * len(DIMS)
-    seg = labels["segment"][7]
-    got = pvt.query("model == 'ridge' and segment == @seg and dimension == @DIMS[0]").iloc[0]
-    assert got["true"] == pytest.approx(labels[DIMS[0]][7], abs=1e-4)
-
-
 def test_results_markdown(setup):
     _, _, result = setup
     md = R.results_markdown(result)

@@ -254,37 +254,6 @@ def williams_vs_reference(stacked: dict[str, Stacked], scores: dict[str, dict],
 # --------------------------------------------------------------------------- tables
 
 
-def per_dim_r_table(eval_dict: dict) -> pd.DataFrame:
-    """Long table (model, protocol, dimension, r, r_low, r_high) of per-dimension r with CI."""
-    rows = [(model, protocol, dim, v["r"], *v["r_ci"])
-            for model, by_protocol in eval_dict.items()
-            for protocol, res in by_protocol.items()
-            for dim, v in res["per_dim"].items()]
-    return pd.DataFrame(rows, columns=["model", "protocol", "dimension", "r", "r_low", "r_high"])
-
-
-def pred_vs_true_table(labels: pd.DataFrame, predictions: dict[str, dict[str, pd.DataFrame]],
-                       dims: Sequence[str] = DIMENSIONS, decimals: int = 4) -> pd.DataFrame:
-    """Long table (model, protocol, segment, dimension, true, pred) for pooled (CV) protocols.
-
-    Test protocols (k fold models per segment) are left out to keep the file small.
-    """
-    frames = []
-    for model, by_protocol in predictions.items():
-        for protocol, pred in by_protocol.items():
-            s = stack_predictions(pred, labels, dims)
-            if not s.pooled:
-                continue
-            n, d = s.y_true.shape
-            frames.append(pd.DataFrame({
-                "model": model, "protocol": protocol,
-                "segment": np.repeat(s.segments, d), "dimension": np.tile(list(dims), n),
-                "true": s.y_true.ravel().round(decimals), "pred": s.y_pred[0].ravel().round(decimals),
-            }))
-    cols = ["model", "protocol", "segment", "dimension", "true", "pred"]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
-
-
 def results_markdown(eval_dict: dict, confidence: float = 0.95, decimals: int = 3) -> str:
     """Markdown table, one row per model x protocol: R^2 [CI], mean r [CI], Spearman, within-passage r, n."""
     def num(x):
