@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pianoeval.audio.encode import encode_files, encoding_tasks
+from pianoeval.audio.encode import (INDEX_COLUMNS, encode_files, encoded_index, encoding_metrics,
+                                    encoding_tasks)
 from pianoeval.audio.encoders import make_encoder, write_config
 from pianoeval.params import load_params
 
@@ -24,50 +25,33 @@ log = logging.getLogger("encode_audio")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--audio", type=Path, default=Path("data/audio"))
-    parser.add_argument("--out", type=Path, default=Path("data/embeddings"))
-    parser.add_argument("--metrics", type=Path, default=Path("metrics/encode_audio.json"))
+    for arg, default in (("audio", "data/audio"), ("out", "data/embeddings"),
+                         ("metrics", "metrics/encode_audio.json")):
+        parser.add_argument(f"--{arg}", type=Path, default=Path(default))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     params = load_params("encode_audio")
-    name = params["encoder"]
+    name, sources, workers = params["encoder"], list(params["sources"]), int(params["workers"])
     enc_params = params.get(name) or {}
-    encoder = make_encoder(name, enc_params)  # fails fast (e.g. missing MERT weights)
-    config = encoder.config()
-    del encoder
+    # Fails fast (e.g. missing MERT weights); not kept, as encode_files builds its own encoder
+    config = make_encoder(name, enc_params).config()
 
     out = args.out / name
     shutil.rmtree(out, ignore_errors=True)  # no stale embeddings of an earlier run
     index = pd.read_csv(args.audio / "index.csv", keep_default_na=False)
-    tasks = encoding_tasks(index, args.audio, out, list(params["sources"]), params["soundfonts"])
+    tasks = encoding_tasks(index, args.audio, out, sources, params["soundfonts"])
     if not tasks:
         raise SystemExit("encode_audio: no rendered audio matches encode_audio.sources/soundfonts")
-    log.info("%s: %d files, %d workers", name, len(tasks), int(params["workers"]))
-
+    log.info("%s: %d files, %d workers", name, len(tasks), workers)
     start = time.perf_counter()
-    records = encode_files(tasks, name, enc_params, workers=int(params["workers"]))
+    records = encode_files(tasks, name, enc_params, workers=workers)
     wall = time.perf_counter() - start
-    frame = pd.DataFrame(records)
-    frame["source"] = [Path(t[1]).relative_to(out).parts[0] for t in tasks]
-    frame["file"] = [Path(t[1]).relative_to(out).as_posix() for t in tasks]
-    ok = frame["status"] == "ok"
+    frame = encoded_index(records, tasks, out)
     log.info("%d files in %.1f s wall: %.2f files/s (%.2f per CPU-second)", len(frame), wall,
-             len(frame) / wall, ok.sum() / max(frame["cpu_sec"].sum(), 1e-9))
-    frame.loc[~ok, "file"] = ""
-    write_config(out, {**config, "sources": list(params["sources"])})
-    frame.drop(columns="cpu_sec")[["source", "soundfont", "item", "file", "status", "error",
-                                   "n_frames"]].to_csv(out / "index.csv", index=False)
-
-    metrics = {
-        "encoder": name,
-        "dim": int(config["dim"]),
-        "by_soundfont": {sf: {"files": int(g["status"].eq("ok").sum()),
-                              "failed": int(g["status"].ne("ok").sum())}
-                         for sf, g in frame.groupby("soundfont")},
-        "n_failed": int((~ok).sum()),
-        "failed": [{"item": r.item, "soundfont": r.soundfont, "error": r.error}
-                   for r in frame[~ok].itertuples()],
-    }
+             len(frame) / wall, frame["status"].eq("ok").sum() / max(frame["cpu_sec"].sum(), 1e-9))
+    write_config(out, {**config, "sources": sources})
+    frame[INDEX_COLUMNS].to_csv(out / "index.csv", index=False)
+    metrics = encoding_metrics(frame, name, config["dim"])
     args.metrics.parent.mkdir(parents=True, exist_ok=True)
     args.metrics.write_text(json.dumps(metrics, indent=2) + "\n")
 

@@ -12,6 +12,8 @@ from pianoeval.audio.encoders import make_encoder, save_embedding
 
 log = logging.getLogger(__name__)
 
+INDEX_COLUMNS = ["source", "soundfont", "item", "file", "status", "error", "n_frames"]
+
 _ENCODER = None  # one per worker process
 
 
@@ -82,3 +84,32 @@ def encoding_tasks(index: pd.DataFrame, audio_root: Path, out: Path, sources: li
         tasks.append((str(audio_root / r.file), str(out / Path(r.file).with_suffix(".safetensors")),
                       r.item, r.soundfont))
     return tasks
+
+
+def encoded_index(records: list[dict], tasks: list[tuple[str, str, str, str]],
+                  out: Path) -> pd.DataFrame:
+    """The records of :func:`encode_files` (in task order) with each task's ``source`` and
+    ``file`` (its output path relative to ``out``; empty where encoding failed, as no file was
+    written). Keeps ``cpu_sec``; the index file holds :data:`INDEX_COLUMNS`."""
+    frame = pd.DataFrame(records)
+    rel = [Path(t[1]).relative_to(out) for t in tasks]
+    frame["source"] = [r.parts[0] for r in rel]
+    frame["file"] = [r.as_posix() for r in rel]
+    frame.loc[frame["status"] != "ok", "file"] = ""
+    return frame
+
+
+def encoding_metrics(frame: pd.DataFrame, name: str, dim: int) -> dict:
+    """Counts of an :func:`encoded_index` frame: encoded and failed files per soundfont and
+    every failure with its error (timings vary between runs, so they stay in the log)."""
+    ok = frame["status"] == "ok"
+    return {
+        "encoder": name,
+        "dim": int(dim),
+        "by_soundfont": {sf: {"files": int(g["status"].eq("ok").sum()),
+                              "failed": int(g["status"].ne("ok").sum())}
+                         for sf, g in frame.groupby("soundfont")},
+        "n_failed": int((~ok).sum()),
+        "failed": [{"item": r.item, "soundfont": r.soundfont, "error": r.error}
+                   for r in frame[~ok].itertuples()],
+    }
