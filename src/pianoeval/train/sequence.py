@@ -6,8 +6,10 @@ profile) overrides shared keys.
 """
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing as mp
+import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -15,9 +17,9 @@ import numpy as np
 import pandas as pd
 
 from pianoeval.data.dimensions import DIMENSIONS
-from pianoeval.models.hierarchical import HierConfig
+from pianoeval.models.hierarchical import HierarchicalAttentionModel, HierConfig, n_parameters
 from pianoeval.models.protocols import cross_fit_protocols, fold_plan
-from pianoeval.train.data import NoteData
+from pianoeval.train.data import NoteData, load_notes
 from pianoeval.train.loop import FoldModel, TrainConfig, fit_fold, predict
 
 log = logging.getLogger(__name__)
@@ -109,3 +111,67 @@ def cross_fit_sequence(notes: NoteData, labels: pd.DataFrame, splits: pd.DataFra
         return predict(fm, data, np.flatnonzero(mask), train_cfg.batch_size, train_cfg.device)
 
     return cross_fit_protocols(np.asarray(segments), split_rows, fit, pred, split_names, piece_seeds)
+
+
+def unnoted_segments(labels: pd.DataFrame, notes: NoteData) -> list[str]:
+    """Labelled segments without notes (sorted): they are left out of every fold."""
+    return sorted(set(labels["segment"]) - set(notes.segments))
+
+
+def sequence_notes(notes: pd.DataFrame, labels: pd.DataFrame, section: dict) -> NoteData:
+    """The align stage's notes with every ablation's feature columns; warns about labelled
+    segments without notes."""
+    data = load_notes(notes, all_feature_columns(section))
+    if missing := unnoted_segments(labels, data):
+        log.warning("%d labelled segments have no notes and are left out, e.g. %s",
+                    len(missing), missing[:3])
+    return data
+
+
+def describe_ablation(name: str, columns: list[str], model_cfg: HierConfig,
+                      split_names: Iterable[str]) -> str:
+    """One log line naming what ablation ``name`` trains."""
+    return (f"{name}: {len(columns)} features {columns}, hierarchical={model_cfg.hierarchical}, "
+            f"{n_parameters(HierarchicalAttentionModel(model_cfg))} parameters, "
+            f"splits {split_names}")
+
+
+def train_ablation(section: dict, name: str, notes: NoteData, labels: pd.DataFrame,
+                   splits: pd.DataFrame
+                   ) -> tuple[dict[str, pd.DataFrame], dict[str, FoldModel], dict]:
+    """Ablation ``name`` of the resolved ``train_sequence`` section cross-fitted over its
+    splits (:func:`cross_fit_sequence`): predictions per protocol, fold models by name and the
+    training summary (:func:`training_summary`)."""
+    columns, model_cfg, train_cfg = ablation(section, name)
+    log.info(describe_ablation(name, columns, model_cfg, section["splits"]))
+    start = time.perf_counter()
+    predictions, models = cross_fit_sequence(notes, labels, splits, columns, model_cfg, train_cfg,
+                                             section["splits"], n_jobs=section["n_jobs"],
+                                             piece_seeds=section["piece_seeds"])
+    # Timings only go to the log: the summary is tracked by git.
+    log.info("%s: %d fold models in %.0f s (%.0f s CPU in fold training); protocols %s", name,
+             len(models), time.perf_counter() - start,
+             sum(fm.cpu_seconds for fm in models.values()), sorted(predictions))
+    return predictions, models, training_summary(columns, model_cfg, models)
+
+
+def history_jsonl(models: dict[str, FoldModel]) -> str:
+    """Every fold model's per-epoch losses as JSON lines, fold by fold, each led by its
+    ``fold``."""
+    return "".join(json.dumps({"fold": fold, **_rounded(record)}) + "\n"
+                   for fold, fm in models.items() for record in fm.history)
+
+
+def training_summary(columns: list[str], model_cfg: HierConfig,
+                     models: dict[str, FoldModel]) -> dict:
+    """Features, pooling and each fold model's best epoch with its losses. No timings: the
+    summary is tracked by git and must stay identical when a rerun reproduces the models."""
+    return {"features": columns, "hierarchical": model_cfg.hierarchical,
+            "folds": {fold: {"best_epoch": fm.best_epoch, "epochs": len(fm.history),
+                             **_rounded(fm.history[fm.best_epoch], skip="epoch")}
+                      for fold, fm in models.items()}}
+
+
+def _rounded(record: dict, skip: str | None = None) -> dict:
+    # 6 decimals, like the prediction CSVs (float_format="%.6f").
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in record.items() if k != skip}
