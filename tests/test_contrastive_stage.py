@@ -2,7 +2,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from pianoeval.train.contrastive import ContrastiveConfig
 from pianoeval.train.contrastive_stage import (PROTOCOL, audio_views, checkpoint,
@@ -13,12 +12,7 @@ from pianoeval.train.fusion_data import FusionData, WindowPairs
 CFG = ContrastiveConfig(d_shared=4, epochs=2, batch_size=8)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def toy_data(n=6, d_audio=3, d_midi=2):

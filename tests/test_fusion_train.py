@@ -13,12 +13,7 @@ from pianoeval.train.fusion import FoldTrainer, FusionConfig, fit_fold, fold_tas
 from pianoeval.train.fusion_data import Aux, FusionData, Standardizer, load_aux, same_passage_pairs
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def test_info_nce_hand_value_and_minimal_for_aligned_pairs():
