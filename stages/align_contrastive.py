@@ -17,7 +17,7 @@ import torch
 from pianoeval.params import load_params
 from pianoeval.train.contrastive import ContrastiveConfig
 from pianoeval.train.contrastive_stage import (audio_views, checkpoint, contrastive_report,
-                                               fit_all_pairs, retrieval_protocols, with_windows)
+                                               retrieval_and_heads, with_windows)
 from pianoeval.train.fusion_data import load_fusion_data, load_window_pairs
 
 
@@ -46,9 +46,8 @@ def main() -> None:
                                 data.audio_columns, exclude_works) if params["windows"] else None
     views, midi, window_works = with_windows(views, names, data.midi, windows)
     splits = pd.read_csv(args.splits, dtype=str).set_index("segment").loc[data.segments]
-    retrieval = retrieval_protocols(views, names, midi, list(splits["work_split"]), window_works,
-                                    cfg)
-    heads, history = fit_all_pairs(views, midi, cfg)
+    retrieval, heads, history = retrieval_and_heads(views, names, midi, list(splits["work_split"]),
+                                                    window_works, cfg)
     Path(args.model).parent.mkdir(parents=True, exist_ok=True)
     torch.save(checkpoint(heads, cfg, data.audio_columns, data.midi_columns), args.model)
     report = contrastive_report(cfg, names, len(data.segments), len(window_works), retrieval,

@@ -18,6 +18,7 @@ import pandas as pd
 from pianoeval.audio.encode import (INDEX_COLUMNS, encode_files, encoded_index, encoding_metrics,
                                     encoding_tasks)
 from pianoeval.audio.encoders import make_encoder, write_config
+from pianoeval.fanout import load_fanout
 from pianoeval.params import load_params
 
 log = logging.getLogger("encode_audio")
@@ -30,12 +31,11 @@ def main() -> None:
         parser.add_argument(f"--{arg}", type=Path, default=Path(default))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params = load_params("encode_audio")
+    params, fanout = load_params("encode_audio"), load_fanout()  # fanout: checked first
     name, sources, workers = params["encoder"], list(params["sources"]), int(params["workers"])
     enc_params = params.get(name) or {}
     # Fails fast (e.g. missing MERT weights); not kept, as encode_files builds its own encoder
     config = make_encoder(name, enc_params).config()
-
     out = args.out / name
     shutil.rmtree(out, ignore_errors=True)  # no stale embeddings of an earlier run
     index = pd.read_csv(args.audio / "index.csv", keep_default_na=False)
@@ -44,7 +44,7 @@ def main() -> None:
         raise SystemExit("encode_audio: no rendered audio matches encode_audio.sources/soundfonts")
     log.info("%s: %d files, %d workers", name, len(tasks), workers)
     start = time.perf_counter()
-    records = encode_files(tasks, name, enc_params, workers=workers)
+    records = encode_files(tasks, name, enc_params, workers=workers, fanout=fanout)
     wall = time.perf_counter() - start
     frame = encoded_index(records, tasks, out)
     log.info("%d files in %.1f s wall: %.2f files/s (%.2f per CPU-second)", len(frame), wall,

@@ -12,8 +12,10 @@ import shutil
 import time
 from pathlib import Path
 
-from pianoeval.audio.render import RenderConfig, available_soundfonts, run_jobs
-from pianoeval.audio.render_batch import render_index, render_jobs, render_metrics, speed_line
+from pianoeval.audio.render import RenderConfig, available_soundfonts
+from pianoeval.audio.render_batch import (render_all, render_index, render_jobs, render_metrics,
+                                          speed_line)
+from pianoeval.fanout import load_fanout
 from pianoeval.params import load_params
 
 log = logging.getLogger("render")
@@ -21,13 +23,12 @@ log = logging.getLogger("render")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--percepiano", type=Path, default=Path("data/raw/percepiano"))
-    parser.add_argument("--maestro", type=Path, default=Path("data/raw/maestro"))
-    parser.add_argument("--out", type=Path, default=Path("data/audio"))
-    parser.add_argument("--metrics", type=Path, default=Path("metrics/render.json"))
+    for arg, default in (("percepiano", "data/raw/percepiano"), ("maestro", "data/raw/maestro"),
+                         ("out", "data/audio"), ("metrics", "metrics/render.json")):
+        parser.add_argument(f"--{arg}", type=Path, default=Path(default))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params = load_params("render")
+    params, fanout = load_params("render"), load_fanout()  # fanout: checked before any work
     config = RenderConfig.from_params(params)
     soundfonts = available_soundfonts(params["soundfonts"])
     if not soundfonts:
@@ -40,7 +41,7 @@ def main() -> None:
     log.info("%d rendering jobs (%d workers)", len(jobs), int(params["workers"]))
 
     start = time.perf_counter()
-    records = run_jobs(jobs, config, workers=int(params["workers"]))
+    records = render_all(jobs, config, int(params["workers"]), fanout)
     log.info(speed_line(records, time.perf_counter() - start, int(params["workers"])))
     index = render_index(records, args.out)
     args.out.mkdir(parents=True, exist_ok=True)

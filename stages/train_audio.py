@@ -8,14 +8,14 @@ predicts another's, for every pair, and writes metrics/audio_cross_soundfont.jso
 import argparse
 import json
 import logging
-import time
 from pathlib import Path
 
 import pandas as pd
 
-from pianoeval.models.audio import cross_fit_audio, load_pooled
+from pianoeval.models.audio import load_pooled
 from pianoeval.params import load_params
-from pianoeval.train.audio import cross_soundfont_report, cross_soundfonts, labelled
+from pianoeval.train.audio import (cross_soundfont_report, cross_soundfonts, fit_audio_models,
+                                   labelled)
 
 log = logging.getLogger("train_audio")
 
@@ -39,14 +39,12 @@ def main() -> None:
 
     data, cols = table(params["soundfont"])
     log.info("%s/%s: %d segments x %d features", encoder, params["soundfont"], len(data), len(cols))
-    for model in params["models"]:
-        start = time.perf_counter()
-        predictions, _ = cross_fit_audio(model, params, data, cols, splits, params["splits"])
+    for model, predictions in fit_audio_models(params, data, cols, splits):
         out = args.predictions / f"audio_{encoder}_{model}"
         out.mkdir(parents=True, exist_ok=True)
         for protocol, frame in predictions.items():
             frame.to_csv(out / f"{protocol}.csv", index=False, float_format="%.6f")
-        log.info("%s: %s in %.1f s", out, sorted(predictions), time.perf_counter() - start)
+        log.info("%s: %s", out, sorted(predictions))
 
     index = pd.read_csv(root / "index.csv", keep_default_na=False)
     tables = {sf: table(sf) for sf in cross_soundfonts(index, source, params["cross_soundfont"])}

@@ -1,11 +1,14 @@
 """The `align_contrastive` stage's steps (pianoeval.train.contrastive_stage) on toy pairs."""
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from pianoeval.train.contrastive import ContrastiveConfig
+from pianoeval.train.contrastive import ContrastiveConfig, heldout_retrieval
 from pianoeval.train.contrastive_stage import (PROTOCOL, audio_views, checkpoint,
                                                contrastive_report, fit_all_pairs, format_scores,
+                                               heldout_by_fold, retrieval_and_heads,
                                                retrieval_protocols, with_windows)
 from pianoeval.train.fusion_data import FusionData, WindowPairs
 
@@ -86,3 +89,27 @@ def test_fit_all_pairs_checkpoint_and_report():
 
 def test_format_scores():
     assert format_scores({"@1": 0.5, "@5": 1}) == "@1=0.500 @5=1.000"
+
+
+def test_heldout_by_fold_is_heldout_retrieval_one_fold_at_a_time():
+    data = toy_data(n=9)
+    views = [data.audio["A"], data.audio["B"].copy()]
+    views[1][:2] = np.nan  # a view absent from some rows
+    folds = ["0", "0", "0", "1", "1", "1", "2", "2", ""]
+    assert heldout_by_fold(views, ["A", "B"], data.midi, folds, CFG) == \
+        heldout_retrieval(views, ["A", "B"], data.midi, folds, CFG)
+
+
+def test_retrieval_and_heads_count_every_training(caplog):
+    data = toy_data(n=8)
+    window_works = np.array(["x", "x", "y", "y"])
+    midi = np.concatenate([data.midi, data.midi[:4]])
+    views = [np.concatenate([data.audio["A"], data.audio["A"][:4]])]
+    with caplog.at_level(logging.INFO):
+        retrieval, heads, history = retrieval_and_heads(views, ["A"], midi, ["0"] * 4 + ["1"] * 4,
+                                                        window_works, CFG)
+    # 2 PercePiano works + 2 ASAP groups (2 works) + all pairs
+    assert "align_contrastive: 5/5 head trainings (100%)" in caplog.text
+    assert retrieval == retrieval_protocols(views, ["A"], midi, ["0"] * 4 + ["1"] * 4,
+                                            window_works, CFG)
+    assert len(history) == CFG.epochs

@@ -103,3 +103,24 @@ def test_cross_soundfont_report_scores_every_pair_on_common_segments():
 def test_cross_soundfont_report_without_two_soundfonts_has_no_pairs():
     report = A.cross_soundfont_report(PARAMS, {}, make_labels(), pd.DataFrame())
     assert report["pairs"] == [] and report["note"] == A.CROSS_NOTE
+
+
+def test_fit_audio_models_split_by_split_match_one_call_and_log_progress(caplog):
+    from pianoeval.models.audio import cross_fit_audio
+
+    labels = make_labels()
+    emb, cols = embeddings(labels)
+    data, splits = A.labelled(labels, emb, "a"), make_splits(labels)
+    params = {**PARAMS, "models": ["ridge", "mlp"], "splits": ["piece", "performer"],
+              "mlp": {"max_epochs": 3, "n_seeds": 1, "hidden": 8}}
+    with caplog.at_level(logging.INFO):
+        fitted = list(A.fit_audio_models(params, data, cols, splits))
+    assert [model for model, _ in fitted] == ["ridge", "mlp"]
+    for model, predictions in fitted:
+        whole, _ = cross_fit_audio(model, params, data, cols, splits, ("piece", "performer"))
+        assert sorted(predictions) == sorted(whole)
+        for protocol, frame in whole.items():
+            pd.testing.assert_frame_equal(predictions[protocol], frame)
+    # piece: 4 folds, performer: 4
+    assert "train_audio ridge: 8/8 fold models (100%)" in caplog.text
+    assert "train_audio mlp: 8/8 fold models (100%)" in caplog.text

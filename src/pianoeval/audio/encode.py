@@ -9,6 +9,7 @@ import pandas as pd
 
 from pianoeval.audio.checks import load_audio
 from pianoeval.audio.encoders import make_encoder, save_embedding
+from pianoeval.fanout import LOCAL, Fanout, fan_out
 
 log = logging.getLogger(__name__)
 
@@ -41,30 +42,21 @@ def _encode_one(task: tuple[str, str, str, str]) -> dict:
 
 
 def encode_files(tasks: list[tuple[str, str, str, str]], name: str, params: dict,
-                 workers: int = 1, progress: bool = True) -> list[dict]:
-    """Encode (audio path, output path, item, soundfont) tasks; an unusable audio file gives a
-    record with status ``audio_error`` and its message instead of raising."""
+                 workers: int = 1, progress: bool = True, fanout: Fanout = LOCAL) -> list[dict]:
+    """Encode (audio path, output path, item, soundfont) tasks, in task order, locally or on
+    the Dask cluster of ``fanout``; an unusable audio file gives a record with status
+    ``audio_error`` and its message instead of raising."""
     from tqdm import tqdm
 
-    bar = tqdm(total=len(tasks), desc=f"encode {name}", unit="file", disable=not progress,
-               mininterval=2)
+    if name != "spectral":  # a torch model: one local process, torch's own threads
+        workers = 1
     records = []
-    if workers <= 1 or name != "spectral":  # a torch model: one process, torch's own threads
-        _init(name, params)
-        for task in tasks:
-            records.append(_encode_one(task))
+    with tqdm(total=len(tasks), desc=f"encode {name}", unit="file", disable=not progress,
+              mininterval=2) as bar:
+        for rec in fan_out(_encode_one, tasks, workers, fanout, chunksize=8, mp_context="fork",
+                           initializer=_init, initargs=(name, params)):
+            records.append(rec)
             bar.update()
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        ctx = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init,
-                                 initargs=(name, params)) as pool:
-            for rec in pool.map(_encode_one, tasks, chunksize=8):
-                records.append(rec)
-                bar.update()
-    bar.close()
     return records
 
 

@@ -4,11 +4,14 @@ Only the render stage imports this module; the rendering itself is ``pianoeval.a
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
+from tqdm import tqdm
 
-from pianoeval.audio.render import maestro_jobs, percepiano_jobs
+from pianoeval.audio.render import RenderConfig, maestro_jobs, percepiano_jobs, run_job
+from pianoeval.fanout import LOCAL, Fanout, fan_out
 
 
 def render_jobs(percepiano: Path, maestro: Path, soundfonts: list, out: Path,
@@ -25,8 +28,23 @@ def render_jobs(percepiano: Path, maestro: Path, soundfonts: list, out: Path,
     return jobs
 
 
+def render_all(jobs: list, config: RenderConfig, workers: int, fanout: Fanout = LOCAL,
+               progress: bool = True) -> list[dict]:
+    """``run_job`` over ``jobs`` (inline for 1 worker, else forked processes, or the Dask
+    cluster of ``fanout``), in job order: the records of every file."""
+    chunk = max(1, min(16, len(jobs) // (max(workers, 1) * 8) or 1))
+    records = []
+    with tqdm(total=len(jobs), desc="render", unit="file", disable=not progress,
+              mininterval=2) as bar:
+        for recs in fan_out(partial(run_job, config=config), jobs, workers, fanout,
+                            chunksize=chunk, mp_context="fork"):
+            records.extend(recs)
+            bar.update()
+    return records
+
+
 def render_index(records: list[dict], out: Path) -> pd.DataFrame:
-    """One row per rendered file (``run_jobs`` records): paths relative to ``out`` ("" where
+    """One row per rendered file (``render_all`` records): paths relative to ``out`` ("" where
     rendering failed), sorted by source, soundfont, item and start; CPU time dropped (it varies
     from run to run, and the index is a DVC output)."""
     index = pd.DataFrame(records)

@@ -6,7 +6,6 @@ is kept (320 pooled log-mel / CQT statistics and global descriptors, plus the cl
 """
 from __future__ import annotations
 
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from tqdm import tqdm
 
 from pianoeval.audio.checks import clipped_fraction, load_audio
 from pianoeval.degrade.tiers import N_TIERS, Sample, degrade_audio, draw_variant, stable_seed
+from pianoeval.fanout import LOCAL, Fanout, fan_out
 
 AUDIO_FAMILY = "audio"
 
@@ -74,18 +74,17 @@ def _chunk(args):
 
 
 def generate_audio(items: list[AudioItem], levels: dict, seed: int, encoder_params: dict,
-                   n_jobs: int = 1, chunk_size: int = 8):
-    """``audio_item_samples`` over ``items``; returns (samples with features, failures)."""
+                   n_jobs: int = 1, chunk_size: int = 8, fanout: Fanout = LOCAL):
+    """``audio_item_samples`` over ``items``, in their order, locally or on the Dask cluster of
+    ``fanout``; returns (samples with features, failures)."""
     chunks = [(items[i:i + chunk_size], levels, seed, encoder_params)
               for i in range(0, len(items), chunk_size)]
     results, failures = [], []
-    bar = tqdm(total=len(items), desc="degrade audio", unit="segment")
-    with ProcessPoolExecutor(max(n_jobs, 1)) as pool:
-        for args, (r, f) in zip(chunks, pool.map(_chunk, chunks)):
+    with tqdm(total=len(items), desc="degrade audio", unit="segment") as bar:
+        for args, (r, f) in zip(chunks, fan_out(_chunk, chunks, n_jobs, fanout)):
             results += r
             failures += f
             bar.update(len(args[0]))
-    bar.close()
     return results, failures
 
 

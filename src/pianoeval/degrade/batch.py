@@ -13,6 +13,7 @@ from pianoeval.audio.render import spread_pick
 from pianoeval.degrade.audio import generate_audio, rendered_items
 from pianoeval.degrade.generate import (maestro_clean_items, percepiano_clean_items,
                                         read_alignments)
+from pianoeval.fanout import LOCAL, Fanout
 
 PAIR_COLUMNS = ["better", "worse", "family", "item", "tier_better", "tier_worse"]
 
@@ -41,14 +42,17 @@ def clean_items(sources: dict, raw: Path, align_root: Path) -> tuple[list, dict]
 
 
 def audio_samples(items: list, audio: dict, seed: int, encoder_params: dict, n_jobs: int,
-                  audio_root: Path) -> tuple[list, list]:
+                  audio_root: Path, fanout: Fanout = LOCAL) -> tuple[list, list]:
     """(samples, failures) of the audio family: ``audio["max_items"]`` PercePiano items spread
-    over the sorted list, degraded from their ``audio["soundfont"]`` renders."""
+    over the sorted list, degraded from their ``audio["soundfont"]`` renders (locally or on the
+    Dask cluster of ``fanout``); none when ``audio["enabled"]`` is false."""
+    if not audio["enabled"]:
+        return [], []
     names = spread_pick(sorted(i.name for i in items if i.source == "percepiano"),
                         audio["max_items"])
     audio_items = rendered_items(pd.read_csv(audio_root / "index.csv"), audio_root,
                                  audio["soundfont"], names)
-    return generate_audio(audio_items, audio, seed, encoder_params, n_jobs)
+    return generate_audio(audio_items, audio, seed, encoder_params, n_jobs, fanout=fanout)
 
 
 def degrade_metrics(items: list, failures: list, samples: pd.DataFrame,

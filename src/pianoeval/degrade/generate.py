@@ -10,8 +10,8 @@ note's score note a deletion. Re-running the matcher on every sample would cost 
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from pianoeval.data.edit import window, write_midi
 from pianoeval.data.midi import NOTE_DTYPE, MidiError, Performance, read_midi
 from pianoeval.degrade.tiers import (MIDI_FAMILIES, N_TIERS, Sample, degrade_midi, draw_variant,
                                      stable_seed)
+from pianoeval.fanout import LOCAL, Fanout, fan_out
 from pianoeval.features.symbolic import performance_features
 
 log = logging.getLogger(__name__)
@@ -223,26 +224,19 @@ def _generate_chunk(chunk, config):
 
 
 def generate(items: list[tuple[CleanItem, CleanAlignment | None]], config: GenerateConfig,
-             n_jobs: int = 1, chunk_size: int = 16) -> tuple[list[tuple[Sample, dict]], list]:
-    """``generate_item`` over all items (items sharing a score stay in one chunk's order, so
-    each worker parses a score once). Returns (samples with features, failures)."""
+             n_jobs: int = 1, chunk_size: int = 16, fanout: Fanout = LOCAL
+             ) -> tuple[list[tuple[Sample, dict]], list]:
+    """``generate_item`` over all items, in their order, locally or on the Dask cluster of
+    ``fanout`` (items sharing a score stay in one chunk's order, so each worker parses a score
+    once). Returns (samples with features, failures)."""
     chunks = [items[i:i + chunk_size] for i in range(0, len(items), chunk_size)]
     results, failures = [], []
-    bar = tqdm(total=len(items), desc="degrade", unit="segment")
-    if n_jobs <= 1:
-        done = (_generate_chunk(c, config) for c in chunks)
-        for chunk, (r, f) in zip(chunks, done):
+    with tqdm(total=len(items), desc="degrade", unit="segment") as bar:
+        for chunk, (r, f) in zip(chunks, fan_out(partial(_generate_chunk, config=config), chunks,
+                                                 n_jobs, fanout)):
             results += r
             failures += f
             bar.update(len(chunk))
-    else:
-        with ProcessPoolExecutor(n_jobs) as pool:
-            for chunk, (r, f) in zip(chunks, pool.map(_generate_chunk, chunks,
-                                                      [config] * len(chunks))):
-                results += r
-                failures += f
-                bar.update(len(chunk))
-    bar.close()
     return results, failures
 
 

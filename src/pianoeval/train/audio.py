@@ -5,13 +5,17 @@ from __future__ import annotations
 import itertools
 import logging
 import re
+import time
 from typing import Iterator
 
 import pandas as pd
 
+from pianoeval.data.splits import split_columns
 from pianoeval.evaluate.metrics import score_protocol
 from pianoeval.evaluate.report import stack_predictions
 from pianoeval.models.audio import cross_fit_audio, standardize_per_domain
+from pianoeval.models.protocols import fold_plan
+from pianoeval.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +34,29 @@ def labelled(labels: pd.DataFrame, embeddings: pd.DataFrame, name: str) -> pd.Da
         log.warning("%s: %d labelled segments have no embedding and are left out",
                     name, len(labels) - len(data))
     return data
+
+
+def fit_audio_models(params: dict, data: pd.DataFrame, cols: list[str], splits: pd.DataFrame
+                     ) -> Iterator[tuple[str, dict[str, pd.DataFrame]]]:
+    """``(model, predictions per protocol)`` of every model of ``params["models"]`` (the
+    train_audio section) cross-fitted on ``data`` over ``params["splits"]``. Each model is
+    fitted one split at a time (the piece split one seed at a time), which makes the same fold
+    models and predictions as one call over all splits, so that progress can count the fold
+    models split by split (one progress per model: an MLP fold model costs far more than a
+    ridge one)."""
+    units = list(split_columns(splits, params["splits"]))  # piece -> piece_s<seed>, ...
+    rows = data[["segment"]].merge(splits, on="segment", validate="one_to_one")
+    n_models = sum(len(fold_plan(rows, [unit])) for unit in units)
+    for model in params["models"]:
+        start, predictions = time.perf_counter(), {}
+        with Progress(f"train_audio {model}", n_models, "fold models") as progress:
+            for unit in units:
+                unit_predictions, models = cross_fit_audio(model, params, data, cols, splits,
+                                                           (unit,))
+                predictions.update(unit_predictions)
+                progress.update(len(models))
+        log.info("%s: %d fold models in %.1f s", model, progress.n, time.perf_counter() - start)
+        yield model, predictions
 
 
 def cross_soundfonts(index: pd.DataFrame, source: str, cross: dict) -> list[str]:
@@ -91,19 +118,22 @@ def cross_soundfont_report(params: dict, tables: dict[str, tuple[pd.DataFrame, l
     groups = dict(zip(splits["segment"], splits["group"]))
     # piece_cv and piece_test come from one fit of the split "piece"
     split_names = tuple(dict.fromkeys(p.rsplit("_", 1)[0] for p in cross["protocols"]))
-    for model, how, train_sf, test_sf in cross_pairs(cross["models"], cross["standardize"],
-                                                     list(tables)):
-        (train, cols), (test, _) = tables[train_sf], tables[test_sf]
-        if how == "per_soundfont":
-            train, test = standardize_per_domain(train, cols), standardize_per_domain(test, cols)
-        predictions, _ = cross_fit_audio(model, params, train, cols, splits, split_names,
-                                         predict_data=test, piece_seeds=1)
-        predictions = {re.sub(r"^piece_s\d+_", "piece_", k): v for k, v in predictions.items()}
-        row = {"model": model, "standardize": how, "train": train_sf, "test": test_sf}
-        for protocol in cross["protocols"]:
-            row[protocol] = protocol_scores(predictions[protocol], labels, groups,
-                                            int(cross["n_resamples"]))
-        report["pairs"].append(row)
-        log.info("cross-soundfont %s (%s): train %s -> test %s: R² %s", model, how, train_sf,
-                 test_sf, {p: row[p]["r2"] for p in cross["protocols"]})
+    runs = list(cross_pairs(cross["models"], cross["standardize"], list(tables)))
+    with Progress("train_audio cross-soundfont", len(runs), "runs") as progress:
+        for model, how, train_sf, test_sf in runs:
+            (train, cols), (test, _) = tables[train_sf], tables[test_sf]
+            if how == "per_soundfont":
+                train = standardize_per_domain(train, cols)
+                test = standardize_per_domain(test, cols)
+            predictions, _ = cross_fit_audio(model, params, train, cols, splits, split_names,
+                                             predict_data=test, piece_seeds=1)
+            predictions = {re.sub(r"^piece_s\d+_", "piece_", k): v for k, v in predictions.items()}
+            row = {"model": model, "standardize": how, "train": train_sf, "test": test_sf}
+            for protocol in cross["protocols"]:
+                row[protocol] = protocol_scores(predictions[protocol], labels, groups,
+                                                int(cross["n_resamples"]))
+            report["pairs"].append(row)
+            log.info("cross-soundfont %s (%s): train %s -> test %s: R² %s", model, how, train_sf,
+                     test_sf, {p: row[p]["r2"] for p in cross["protocols"]})
+            progress.update()
     return report

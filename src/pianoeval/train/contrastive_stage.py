@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pianoeval.progress import Progress
 from pianoeval.train.contrastive import (ContrastiveConfig, heldout_retrieval, standardized,
                                          train_heads, work_groups)
 from pianoeval.train.fusion_data import FusionData, WindowPairs, degraded_audio_views
@@ -54,20 +55,50 @@ def with_windows(views: list[np.ndarray], names: list[str], midi: np.ndarray,
     return views, midi, works
 
 
+def protocol_folds(work_split: list[str], window_works: np.ndarray, cfg: ContrastiveConfig
+                   ) -> dict[str, list[str]]:
+    """Each row's held-out fold under each protocol ("" never held out). Rows are the segments
+    (``work_split``, one each) then the windows. ``percepiano_works``: each PercePiano work
+    held out, the windows only ever train. ``asap_works`` (only with windows): ``ASAP_GROUPS``
+    seeded groups of window works held out, the segments only ever train."""
+    no_windows, no_segments = [""] * len(window_works), [""] * len(work_split)
+    folds = {"percepiano_works": [*work_split, *no_windows]}
+    if len(window_works):
+        folds["asap_works"] = [*no_segments, *work_groups(window_works, ASAP_GROUPS, cfg.seed)]
+    return folds
+
+
+def heldout_by_fold(views: list[np.ndarray], names: list[str], midi: np.ndarray,
+                    folds: list[str], cfg: ContrastiveConfig, progress: Progress | None = None
+                    ) -> dict:
+    """:func:`heldout_retrieval` called once per held-out fold (the other folds' rows marked
+    "" train all the same), so that ``progress`` counts one step per fold; the same folds and
+    means as one call over all folds. The means are taken as heldout_retrieval takes them
+    (kept in step with it by tests/test_contrastive_stage.py)."""
+    folds = np.asarray(folds, dtype=str)
+    per_fold = {}
+    for fold in sorted(set(folds) - {""}):
+        one = np.where(folds == fold, folds, "")
+        per_fold.update(heldout_retrieval(views, names, midi, one, cfg)["folds"])
+        if progress is not None:
+            progress.update()
+    mean = {}
+    for name in names:
+        scored = [r[name] for r in per_fold.values() if name in r]
+        if scored:
+            mean[name] = {stage: {m: float(np.mean([s[stage][m] for s in scored]))
+                                  for m in scored[0][stage]}
+                          for stage in ("before", "after", "chance")}
+    return {"folds": per_fold, "mean": mean}
+
+
 def retrieval_protocols(views: list[np.ndarray], names: list[str], midi: np.ndarray,
                         work_split: list[str], window_works: np.ndarray,
-                        cfg: ContrastiveConfig) -> dict:
-    """Held-out retrieval (:func:`heldout_retrieval`) under both protocols. Rows are the
-    segments (``work_split``, one each) then the windows. ``percepiano_works``: each
-    PercePiano work held out, the windows only ever train. ``asap_works`` (only with windows):
-    ``ASAP_GROUPS`` seeded groups of window works held out, the segments only ever train."""
-    no_windows, no_segments = [""] * len(window_works), [""] * len(work_split)
-    retrieval = {"percepiano_works": heldout_retrieval(
-        views, names, midi, [*work_split, *no_windows], cfg)}
-    if len(window_works):
-        retrieval["asap_works"] = heldout_retrieval(
-            views, names, midi, [*no_segments, *work_groups(window_works, ASAP_GROUPS, cfg.seed)],
-            cfg)
+                        cfg: ContrastiveConfig, progress: Progress | None = None) -> dict:
+    """Held-out retrieval (:func:`heldout_by_fold`) under both protocols of
+    :func:`protocol_folds`; ``progress`` counts the held-out folds."""
+    retrieval = {held: heldout_by_fold(views, names, midi, folds, cfg, progress)
+                 for held, folds in protocol_folds(work_split, window_works, cfg).items()}
     for held, result in retrieval.items():
         for name, scores in result["mean"].items():
             log.info("held-out %s, %s: before %s after %s chance %s", held, name,
@@ -81,6 +112,20 @@ def fit_all_pairs(views: list[np.ndarray], midi: np.ndarray, cfg: ContrastiveCon
     """Heads trained on every pair, standardised with every row's statistics."""
     z_views, z_midi = standardized(views, midi, np.ones(len(midi), bool))
     return train_heads(z_views, z_midi, cfg)
+
+
+def retrieval_and_heads(views: list[np.ndarray], names: list[str], midi: np.ndarray,
+                        work_split: list[str], window_works: np.ndarray, cfg: ContrastiveConfig
+                        ) -> tuple[dict, torch.nn.ModuleDict, list[dict]]:
+    """:func:`retrieval_protocols`, then :func:`fit_all_pairs`, with progress counting every
+    training of heads (each held-out fold of each protocol, then the all-pairs heads)."""
+    n = sum(len(set(f) - {""}) for f in protocol_folds(work_split, window_works, cfg).values())
+    with Progress("align_contrastive", n + 1, "head trainings") as progress:
+        retrieval = retrieval_protocols(views, names, midi, work_split, window_works, cfg,
+                                        progress)
+        heads, history = fit_all_pairs(views, midi, cfg)
+        progress.update()
+    return retrieval, heads, history
 
 
 def checkpoint(heads: torch.nn.ModuleDict, cfg: ContrastiveConfig, audio_columns: list[str],

@@ -19,6 +19,7 @@ import pandas as pd
 from pianoeval.data.dimensions import DIMENSIONS
 from pianoeval.models.hierarchical import HierarchicalAttentionModel, HierConfig, n_parameters
 from pianoeval.models.protocols import cross_fit_protocols, fold_plan
+from pianoeval.progress import Progress
 from pianoeval.train.data import NoteData, load_notes
 from pianoeval.train.loop import FoldModel, TrainConfig, fit_fold, predict
 
@@ -51,24 +52,29 @@ def all_feature_columns(section: dict) -> list[str]:
 
 def fit_fold_models(data: NoteData, Y: np.ndarray, split_rows: pd.DataFrame,
                     split_names: Iterable[str], model_cfg: HierConfig, train_cfg: TrainConfig,
-                    n_jobs: int = 1, piece_seeds: int | None = None
-                    ) -> dict[tuple[str, int], FoldModel]:
+                    n_jobs: int = 1, piece_seeds: int | None = None,
+                    name: str = "train_sequence") -> dict[tuple[str, int], FoldModel]:
     """Train fold model k of every split on its training rows minus an inner validation fold
     (``fold_plan``), early-stopped on that inner fold: fold k and the test rows are never
     passed. ``n_jobs`` > 1 trains fold models in that many worker processes (each with
-    ``train_cfg.num_threads`` threads; same results as n_jobs=1)."""
+    ``train_cfg.num_threads`` threads; same results as n_jobs=1). Progress (``name``) counts
+    the fold models as they finish."""
     jobs = [(split, k, np.flatnonzero(train & ~val), np.flatnonzero(val))
             for split, k, train, val, _, _ in fold_plan(split_rows, split_names, piece_seeds)]
     args = [(data, Y, train, val, model_cfg, train_cfg) for _, _, train, val in jobs]
     fitted = {}
-    if n_jobs <= 1:
-        for (split, k, _, _), a in zip(jobs, args):
-            fitted[(split, k)] = _logged(split, k, fit_fold(*a))
-    else:
-        with ProcessPoolExecutor(n_jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(fit_fold, *a): (split, k) for (split, k, _, _), a in zip(jobs, args)}
-            for future in as_completed(futures):
-                fitted[futures[future]] = _logged(*futures[future], future.result())
+    with Progress(name, len(jobs), "fold models") as progress:
+        if n_jobs <= 1:
+            for (split, k, _, _), a in zip(jobs, args):
+                fitted[(split, k)] = _logged(split, k, fit_fold(*a))
+                progress.update()
+        else:
+            with ProcessPoolExecutor(n_jobs, mp_context=mp.get_context("spawn")) as pool:
+                futures = {pool.submit(fit_fold, *a): (split, k)
+                           for (split, k, _, _), a in zip(jobs, args)}
+                for future in as_completed(futures):
+                    fitted[futures[future]] = _logged(*futures[future], future.result())
+                    progress.update()
     return {(split, k): fitted[(split, k)] for split, k, _, _ in jobs}
 
 
@@ -83,7 +89,7 @@ def _logged(split: str, k: int, fm: FoldModel) -> FoldModel:
 def cross_fit_sequence(notes: NoteData, labels: pd.DataFrame, splits: pd.DataFrame,
                        columns: list[str], model_cfg: HierConfig, train_cfg: TrainConfig,
                        split_names: Iterable[str], n_jobs: int = 1,
-                       piece_seeds: int | None = None,
+                       piece_seeds: int | None = None, name: str = "train_sequence",
                        ) -> tuple[dict[str, pd.DataFrame], dict[str, FoldModel]]:
     """Fold models of every split in ``split_names``; predictions per protocol.
 
@@ -99,7 +105,7 @@ def cross_fit_sequence(notes: NoteData, labels: pd.DataFrame, splits: pd.DataFra
     split_rows = splits.set_index("segment").loc[segments].reset_index()
     split_names = list(split_names)
     fitted = fit_fold_models(data, Y, split_rows, split_names, model_cfg, train_cfg, n_jobs,
-                             piece_seeds)
+                             piece_seeds, name)
 
     def fit(split: str, k: int, train: np.ndarray, val: np.ndarray) -> FoldModel:
         fm = fitted[(split, k)]
@@ -147,7 +153,8 @@ def train_ablation(section: dict, name: str, notes: NoteData, labels: pd.DataFra
     start = time.perf_counter()
     predictions, models = cross_fit_sequence(notes, labels, splits, columns, model_cfg, train_cfg,
                                              section["splits"], n_jobs=section["n_jobs"],
-                                             piece_seeds=section["piece_seeds"])
+                                             piece_seeds=section["piece_seeds"],
+                                             name=f"train_sequence@{name}")
     # Timings only go to the log: the summary is tracked by git.
     log.info("%s: %d fold models in %.0f s (%.0f s CPU in fold training); protocols %s", name,
              len(models), time.perf_counter() - start,

@@ -9,6 +9,7 @@ from sklearn.model_selection import GroupKFold
 
 from pianoeval.evaluate.ranking import mean_kendall_tau, pairwise_accuracy
 from pianoeval.models.tiers import RankerConfig, fit_tier_scorer
+from pianoeval.progress import Progress
 
 log = logging.getLogger(__name__)
 # Columns of samples.csv that describe a sample, not its performance: never features.
@@ -24,10 +25,11 @@ def pair_indices(rows: pd.DataFrame, pairs: pd.DataFrame) -> tuple[np.ndarray, n
 
 
 def cross_fit_scores(rows: pd.DataFrame, pairs: pd.DataFrame, features: list[str],
-                     config: RankerConfig, n_folds: int = 4) -> np.ndarray:
+                     config: RankerConfig, n_folds: int = 4,
+                     progress: Progress | None = None) -> np.ndarray:
     """Out-of-fold score of every row: ``n_folds`` GroupKFold folds over ``rows["work"]`` (fewer
     when there are fewer works), a scorer fitted on the pairs inside the other folds scores
-    the held-out works."""
+    the held-out works. ``progress`` counts one step per fold scorer."""
     n_works = rows["work"].nunique()
     if n_works < 2:
         raise ValueError(f"need at least 2 works to hold one out, got {n_works}")
@@ -37,6 +39,8 @@ def cross_fit_scores(rows: pd.DataFrame, pairs: pd.DataFrame, features: list[str
         better, worse = pair_indices(rows.iloc[train], pairs)
         scorer = fit_tier_scorer(X[train], better, worse, config)
         scores[test] = scorer.score(X[test])
+        if progress is not None:
+            progress.update()
     return scores
 
 
@@ -96,18 +100,23 @@ def score_modalities(samples: pd.DataFrame, pairs: pd.DataFrame, config: RankerC
     works has nothing to hold out and is skipped. The scores are ``META`` + modality + score."""
     scored, metrics = [], {}
     is_audio = samples["family"] == "audio"
+    modalities = []
     for modality, rows in (("midi", samples[~is_audio]), ("audio", samples[is_audio])):
         if rows["work"].nunique() < 2:
             log.warning("%s: %d sample(s) from %d work(s), nothing to hold out: skipped",
                         modality, len(rows), rows["work"].nunique())
-            continue
-        features = modality_features(rows.columns, modality)
-        rows = rows.reset_index(drop=True)
-        scores = cross_fit_scores(rows, pairs, features, config, n_folds)
-        scored.append(rows[list(META)].assign(modality=modality, score=scores))
-        metrics[modality] = ranking_report(rows.assign(score=scores), pairs)
-        log.info("%s: pairwise accuracy %.3f on held-out works (%d pairs, %d features)", modality,
-                 metrics[modality]["pairwise_accuracy"], metrics[modality]["n_pairs"], len(features))
+        else:
+            modalities.append((modality, rows.reset_index(drop=True)))
+    n_scorers = sum(min(n_folds, rows["work"].nunique()) for _, rows in modalities)
+    with Progress("train_tiers", n_scorers, "fold scorers") as progress:
+        for modality, rows in modalities:
+            features = modality_features(rows.columns, modality)
+            scores = cross_fit_scores(rows, pairs, features, config, n_folds, progress)
+            scored.append(rows[list(META)].assign(modality=modality, score=scores))
+            metrics[modality] = ranking_report(rows.assign(score=scores), pairs)
+            log.info("%s: pairwise accuracy %.3f on held-out works (%d pairs, %d features)",
+                     modality, metrics[modality]["pairwise_accuracy"],
+                     metrics[modality]["n_pairs"], len(features))
     all_scores = pd.concat(scored, ignore_index=True)
     overall = ranking_report(all_scores, pairs)["pairwise_accuracy"]
     return all_scores, {"pairwise_accuracy": overall, **metrics}
