@@ -64,7 +64,10 @@ deps: $(STAMP)
 test: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest
 
+# benchmarks/stages.py times a cold `make repro` stage by stage in a fresh clone (hours on 2 cores;
+# resumable with --resume --clone DIR); run.py times the rest with the cold run left to it.
 bench: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python benchmarks/stages.py --out benchmarks/stages.md
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python benchmarks/run.py --out benchmarks/results.md
 	$(BIN)/python benchmarks/seed_sensitivity.py --out benchmarks/seed_sensitivity.md
 	$(BIN)/python benchmarks/align_bench.py

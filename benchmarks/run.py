@@ -1,12 +1,11 @@
 """`make bench`: pipeline timings on this machine -> benchmarks/results.md.
 
-Cold `make repro` (fresh clone, fresh venv, empty DVC cache), no-op `dvc repro`, and ingest and
-feature throughput next to the raw symusic parse rate of the same files.
+No-op `dvc repro`, and ingest and feature throughput next to the raw symusic parse rate of the
+same files; the cold `make repro` is timed stage by stage by benchmarks/stages.py.
 """
 import argparse
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -53,22 +52,10 @@ def parse_rate(paths: list[Path]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.md")
-    parser.add_argument("--skip-cold", action="store_true", help="skip the cold make repro")
     args = parser.parse_args()
     ingest = load_params("ingest", ROOT / "params.yaml")
     mirror = mirror_folder(ROOT / ingest["mirror"])  # an absolute ingest.mirror stays as it is
-    rows = []
-
-    if not args.skip_cold:
-        with tempfile.TemporaryDirectory() as tmp:
-            clone = Path(tmp) / "pianoeval"
-            subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-            env = dict(os.environ)
-            rows.append(("cold `make repro` (fresh clone: venv + pip install from the local wheel "
-                         "cache + full DAG; Debian packages already installed)",
-                         f"{timed(['make', 'repro'], clone, env):.0f} s"))
-            rows.append(("cold `dvc repro --force` in that clone (DAG only, venv ready)",
-                         f"{timed([str(clone / '.venv/bin/dvc'), 'repro', '--force'], clone, env):.0f} s"))
+    rows = [("cold `make repro`", "stage by stage in [stages.md](stages.md) (`benchmarks/stages.py`)")]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     noop = [timed(["dvc", "repro"], ROOT, env) for _ in range(3)]
     rows.append(("no-op `dvc repro` (median of 3)", f"{statistics.median(noop):.2f} s"))

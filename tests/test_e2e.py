@@ -70,11 +70,11 @@ def test_pipeline_end_to_end(tmp_path):
     params["ingest"]["mirror"] = str(tmp_path / "mirror")  # a DVC dependency, outside the repo
     params["features"]["n_jobs"] = 1
     params["evaluate"]["n_resamples"] = 200
-    # tiny profiles of the audio, alignment and sequence-model stages: the same code, less work
-    params["render"]["workers"] = 1
+    # tiny profiles of the audio, alignment and sequence-model stages: the same code, less work.
+    # render, encode_audio, degrade and train_fusion keep their 2 worker processes (the parallel
+    # path, and half the test's time on 2 cores); the others have too little work for a pool.
     params["render"]["maestro"]["max_performances"] = 1  # the degrade stage's window: one contrastive pair
     params["render"]["maestro"]["max_windows_per_performance"] = 1
-    params["encode_audio"]["workers"] = 1
     params["train_audio"]["mlp"]["n_seeds"] = 1
     params["train_audio"]["mlp"]["max_epochs"] = 60
     params["train_audio"]["cross_soundfont"]["n_resamples"] = 100
@@ -84,7 +84,6 @@ def test_pipeline_end_to_end(tmp_path):
     params["train_audio"]["splits"] = ["piece", "performer"]
     params["train_sequence"]["model"]["d_model"] = 16
     params["train_sequence"]["train"]["max_epochs"] = 2
-    params["degrade"]["n_jobs"] = 1
     params["degrade"]["sources"]["maestro"].update(max_performances=1, max_windows=1)
     params["degrade"]["audio"]["max_items"] = 12
     params["train_tiers"]["epochs"] = 30
@@ -97,7 +96,6 @@ def test_pipeline_end_to_end(tmp_path):
     params["finetune_midi"]["splits"] = ["piece"]
     params["finetune_midi"]["train"].update(max_epochs=1)
     params["align_contrastive"]["epochs"] = 3
-    params["train_fusion"]["n_jobs"] = 1
     params["train_fusion"]["model"].update(d_shared=16, head_hidden=16, stage1_epochs=8,
                                            stage2_epochs=4, patience=3)
     params["train_fusion"]["models"] = {  # every loss term in one model, lopo included
