@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := libfluidsynth3 musescore-general-soundfont fluid-soundfont-gm \
                    chromium  # headless, for the assess report test
 
-.PHONY: setup system-packages transcription repro test bench clean deps
+.PHONY: setup system-packages transcription repro test bench clean deps lock
 
 setup: system-packages $(STAMP) transcription
 
@@ -25,30 +25,48 @@ system-packages:
 	  fi; \
 	fi
 
-# torch==2.13.0 (the CPU build on these machines) is pinned in pyproject.toml, so it is resolved
-# in the same pip step as everything else; a separate unpinned step would pull a CUDA build.
-$(STAMP): pyproject.toml
+# Every package at the exact version in requirements.lock (the environment the committed metrics
+# came from), installed by uv with --no-deps: seconds instead of pip's minute or more of resolving
+# and unpacking, and the same environment on every machine. uv reads pip's package sources (the
+# local wheel folder holding the CPU torch, extra indexes) from pip's configuration. `uv pip check`
+# then fails the set-up if pyproject.toml asks for something the lock lacks: add it to the venv
+# (`.venv/bin/uv pip install <package>`) and run `make lock`.
+LOCK := requirements.lock
+UV := $(BIN)/uv
+UV_SOURCES = UV_FIND_LINKS="$$($(BIN)/python -m pip config get global.find-links 2>/dev/null)" \
+	UV_EXTRA_INDEX_URL="$$($(BIN)/python -m pip config get global.extra-index-url 2>/dev/null)" \
+	UV_INDEX_STRATEGY=unsafe-best-match
+UV_INSTALL = $(UV_SOURCES) $(UV) pip install -q --python $(BIN)/python --no-deps
+
+$(STAMP): pyproject.toml $(LOCK)
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
-	$(BIN)/python -m pip install -q -e '.[dev]' > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
+	$(BIN)/python -m pip install -q uv==0.13.10 > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
+	$(UV_INSTALL) -r $(LOCK) -e . > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
+	@! $(UV) pip check --python $(BIN)/python 2>&1 | grep requires | grep -v -E '`($(NODEPS_RE))`'
 	$(BIN)/python -c "import pianoeval, torch, dvc, symusic" # fail here if the install did not work
 	$(BIN)/python -m pianoeval.assets
 	@touch $@
 
+lock: $(STAMP)
+	{ echo "# Exact versions of the whole environment: make setup installs them with --no-deps;"; \
+	  echo "# make lock rewrites this file from .venv."; \
+	  $(UV) pip freeze -q --python $(BIN)/python --exclude-editable \
+	  | grep -v -i -E '^(pip|uv|pyflakes|$(NODEPS_RE))=='; } > $(LOCK).tmp && mv $(LOCK).tmp $(LOCK)
+
 # Audio -> MIDI for `pianoeval assess` (src/pianoeval/assess/transcribe.py), not in pyproject.toml:
 # transkun's declared requirements pull torchaudio (PyPI's newest, 2.11.1, is built against CUDA
 # torch and fails to load next to the CPU torch) and basic-pitch's pull TensorFlow. So the two
-# install with --no-deps and what they import at inference is pinned here. resampy 0.4.3 although
-# basic-pitch asks for <0.4.3: 0.4.2 imports pkg_resources, which current setuptools lacks.
+# install with --no-deps, and what they import at inference is in the lock (onnxruntime, mir_eval,
+# moduleconf, resampy 0.4.3 although basic-pitch asks for <0.4.3: 0.4.2 imports pkg_resources,
+# which current setuptools lacks). They stay out of the lock so that `uv pip check` holds.
 TRANSCRIPTION_STAMP := $(VENV)/.transcription
-TRANSCRIPTION_DEPS := onnxruntime==1.32.0 mir_eval==0.8.2 moduleconf==0.1.4 resampy==0.4.3
 TRANSCRIPTION_NODEPS := transkun==2.0.1 basic-pitch==0.4.0
+NODEPS_RE := transkun|basic-pitch
 
 transcription: $(TRANSCRIPTION_STAMP)
 
 $(TRANSCRIPTION_STAMP): $(STAMP) Makefile
-	$(BIN)/python -m pip install -q $(TRANSCRIPTION_DEPS) > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
-	$(BIN)/python -m pip install -q --no-deps $(TRANSCRIPTION_NODEPS) > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
+	$(UV_INSTALL) $(TRANSCRIPTION_NODEPS) > $(VENV)/pip.log 2>&1 || { cat $(VENV)/pip.log; exit 1; }
 	$(BIN)/python -c "import logging; logging.disable(logging.WARNING); import torch, transkun.ModelTransformer, moduleconf, basic_pitch.inference, resampy.filters, onnxruntime" # fail here if the install did not work
 	@touch $@
 
