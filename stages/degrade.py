@@ -15,8 +15,7 @@ from pianoeval.align.batch import AlignConfig
 from pianoeval.degrade.batch import PAIR_COLUMNS, audio_samples, clean_items, degrade_metrics
 from pianoeval.degrade.generate import GenerateConfig, generate, samples_frame
 from pianoeval.degrade.tiers import tier_pairs
-from pianoeval.fanout import load_fanout
-from pianoeval.params import load_params
+from pianoeval.config import load_config
 
 log = logging.getLogger("degrade")
 
@@ -27,18 +26,19 @@ def main() -> None:
     parser.add_argument("--metrics", type=Path, default=Path("metrics/degrade.json"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params, fanout = load_params("degrade"), load_fanout()  # fanout: checked before any work
+    cfg, fanout = load_config("degrade"), load_config("fanout")  # both checked before any work
+    params = cfg.model_dump()
     items, alignments = clean_items(params["sources"], Path("data/raw"), Path("data/align"))
-    config = GenerateConfig(params["families"], int(params["seed"]),
-                            AlignConfig.from_params(load_params("align")).deviations,
-                            str(args.out / "midi") if params["write_midi"] else None)
+    config = GenerateConfig(params["families"], cfg.seed,
+                            AlignConfig.from_params(load_config("align").model_dump()).deviations,
+                            str(args.out / "midi") if cfg.write_midi else None)
     start = time.perf_counter()
     results, failures = generate([(i, alignments.get(i.name.split("@")[0])) for i in items],
-                                 config, n_jobs=int(params["n_jobs"]), fanout=fanout)
+                                 config, n_jobs=cfg.n_jobs, fanout=fanout)
     midi_seconds = time.perf_counter() - start
     audio_results, audio_failures = audio_samples(  # none unless degrade.audio.enabled
-        items, params["audio"], int(params["seed"]), load_params("encode_audio")["spectral"],
-        int(params["n_jobs"]), Path("data/audio"), fanout)
+        items, params["audio"], cfg.seed, load_config("encode_audio").spectral.model_dump(),
+        cfg.n_jobs, Path("data/audio"), fanout)
     results, failures = results + audio_results, failures + audio_failures
     samples = samples_frame(results, {i.name: i for i in items})
     pairs = pd.DataFrame(tier_pairs([s for s, _ in results]), columns=PAIR_COLUMNS)

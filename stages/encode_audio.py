@@ -18,8 +18,7 @@ import pandas as pd
 from pianoeval.audio.encode import (INDEX_COLUMNS, encode_files, encoded_index, encoding_metrics,
                                     encoding_tasks)
 from pianoeval.audio.encoders import make_encoder, write_config
-from pianoeval.fanout import load_fanout
-from pianoeval.params import load_params
+from pianoeval.config import load_config
 
 log = logging.getLogger("encode_audio")
 
@@ -31,15 +30,15 @@ def main() -> None:
         parser.add_argument(f"--{arg}", type=Path, default=Path(default))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params, fanout = load_params("encode_audio"), load_fanout()  # fanout: checked first
-    name, sources, workers = params["encoder"], list(params["sources"]), int(params["workers"])
-    enc_params = params.get(name) or {}
+    cfg, fanout = load_config("encode_audio"), load_config("fanout")  # both checked first
+    name, sources, workers = cfg.encoder, list(cfg.sources), cfg.workers
+    enc_params = getattr(cfg, name).model_dump()  # the block encode_audio.<encoder>
     # Fails fast (e.g. missing MERT weights); not kept, as encode_files builds its own encoder
     config = make_encoder(name, enc_params).config()
     out = args.out / name
     shutil.rmtree(out, ignore_errors=True)  # no stale embeddings of an earlier run
     index = pd.read_csv(args.audio / "index.csv", keep_default_na=False)
-    tasks = encoding_tasks(index, args.audio, out, sources, params["soundfonts"])
+    tasks = encoding_tasks(index, args.audio, out, sources, cfg.soundfonts)
     if not tasks:
         raise SystemExit("encode_audio: no rendered audio matches encode_audio.sources/soundfonts")
     log.info("%s: %d files, %d workers", name, len(tasks), workers)

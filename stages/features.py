@@ -15,7 +15,7 @@ import pandas as pd
 from pianoeval.align.aggregate import merge_alignment_features
 from pianoeval.features.inputs import build_items
 from pianoeval.features.symbolic import extract_features
-from pianoeval.params import load_params
+from pianoeval.config import load_config
 
 log = logging.getLogger("features")
 
@@ -29,12 +29,12 @@ def main() -> None:
                         default=Path("data/align/percepiano/segment_features.csv"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params = load_params("features")
+    cfg = load_config("features")
 
     items = build_items(pd.read_csv(args.raw / "manifest.csv"), args.raw)
     start = time.perf_counter()
-    frame, failed = extract_features(items, n_jobs=int(params["n_jobs"]),
-                                     chord_window_sec=float(params["chord_window_sec"]))
+    frame, failed = extract_features(items, n_jobs=cfg.n_jobs,
+                                     chord_window_sec=cfg.chord_window_sec)
     seconds = time.perf_counter() - start
     if frame.empty:
         raise SystemExit(f"features: no segment could be read ({len(failed)} failed)")

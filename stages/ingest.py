@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from pianoeval.data.ingest import MANIFEST_COLUMNS, Validation, ingest_tree, source_folder, summarise
-from pianoeval.params import load_params
+from pianoeval.config import load_config
 
 
 def main() -> None:
@@ -17,15 +17,17 @@ def main() -> None:
     parser.add_argument("source", help="percepiano, maestro or giantmidi")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params = load_params("ingest")
+    cfg = load_config("ingest")
 
-    src = source_folder(args.source, params["sources"][args.source], params["mirror"])
+    if args.source not in cfg.sources:
+        raise SystemExit(f"ingest: {args.source!r} is not in ingest.sources {sorted(cfg.sources)}")
+    src = source_folder(args.source, cfg.sources[args.source].model_dump(), cfg.mirror)
     logging.info("ingest %s from %s", args.source, src)
     out = Path("data/raw") / args.source
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     start = time.perf_counter()
-    rows = ingest_tree(src, out, Validation(**params["validation"]))
+    rows = ingest_tree(src, out, Validation(**cfg.validation.model_dump()))
     seconds = time.perf_counter() - start
     pd.DataFrame(rows, columns=MANIFEST_COLUMNS).to_csv(out / "manifest.csv", index=False)
 

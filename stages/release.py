@@ -15,7 +15,6 @@ from pianoeval.assess.release import fit_variant
 from pianoeval.data.dimensions import DIMENSIONS
 from pianoeval.features.sets import feature_set
 from pianoeval.config import load_config
-from pianoeval.params import load_params
 
 OUT = Path("models/release")
 ALIGN_KEYS = ("matchers", "min_match_rate", "min_usable_rate", "tempo_window_beats",
@@ -25,7 +24,7 @@ ALIGN_KEYS = ("matchers", "min_match_rate", "min_usable_rate", "tempo_window_bea
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config, baselines = load_config("release"), load_config("baselines")
-    align, features = load_config("align"), load_params("features")
+    align, features = load_config("align"), load_config("features")
     data = pd.read_csv("data/labels.csv").merge(pd.read_csv("data/features/features.csv"),
                                                  on="segment", validate="one_to_one")
     folds = data[["segment"]].merge(pd.read_csv("data/splits.csv", dtype=str),
@@ -48,7 +47,7 @@ def main() -> None:
     (OUT / "bars.json").write_text(json.dumps(reference.__dict__, indent=1) + "\n")
     settings = config.model_dump(exclude={"coverage"}) | {
         "align": align.model_dump(include=set(ALIGN_KEYS)),
-        "chord_window_sec": features["chord_window_sec"]}
+        "chord_window_sec": features.chord_window_sec}
     (OUT / "settings.json").write_text(json.dumps(settings, indent=1) + "\n")
     (OUT / "MODEL_CARD.md").write_text(model_card(
         variants, config.variants, json.loads(Path("metrics/eval.json").read_text()),

@@ -15,8 +15,7 @@ from pathlib import Path
 from pianoeval.audio.render import RenderConfig, available_soundfonts
 from pianoeval.audio.render_batch import (render_all, render_index, render_jobs, render_metrics,
                                           speed_line)
-from pianoeval.fanout import load_fanout
-from pianoeval.params import load_params
+from pianoeval.config import load_config
 
 log = logging.getLogger("render")
 
@@ -28,27 +27,28 @@ def main() -> None:
         parser.add_argument(f"--{arg}", type=Path, default=Path(default))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    params, fanout = load_params("render"), load_fanout()  # fanout: checked before any work
-    config = RenderConfig.from_params(params)
-    soundfonts = available_soundfonts(params["soundfonts"])
+    cfg, fanout = load_config("render"), load_config("fanout")  # both checked before any work
+    config = RenderConfig.from_params(cfg.model_dump())
+    soundfonts = available_soundfonts(cfg.soundfonts)
     if not soundfonts:
-        raise SystemExit(f"render: none of the soundfonts {params['soundfonts']} was found")
+        raise SystemExit(f"render: none of the soundfonts {cfg.soundfonts} was found")
     log.info("soundfonts: %s", ", ".join(f"{n} ({p})" for n, p in soundfonts))
 
     for sub in ("percepiano", "maestro"):  # no stale renderings of an earlier run
         shutil.rmtree(args.out / sub, ignore_errors=True)
-    jobs = render_jobs(args.percepiano, args.maestro, soundfonts, args.out, params["maestro"])
-    log.info("%d rendering jobs (%d workers)", len(jobs), int(params["workers"]))
+    jobs = render_jobs(args.percepiano, args.maestro, soundfonts, args.out,
+                       cfg.maestro.model_dump())
+    log.info("%d rendering jobs (%d workers)", len(jobs), cfg.workers)
 
     start = time.perf_counter()
-    records = render_all(jobs, config, int(params["workers"]), fanout)
-    log.info(speed_line(records, time.perf_counter() - start, int(params["workers"])))
+    records = render_all(jobs, config, cfg.workers, fanout)
+    log.info(speed_line(records, time.perf_counter() - start, cfg.workers))
     index = render_index(records, args.out)
     args.out.mkdir(parents=True, exist_ok=True)
     index.to_csv(args.out / "index.csv", index=False)
     (args.out / "config.json").write_text(json.dumps(
         {**config.to_dict(), "soundfonts": {n: str(p) for n, p in soundfonts}}, indent=2) + "\n")
-    metrics = render_metrics(index, [n for n, _ in soundfonts], params["soundfonts"],
+    metrics = render_metrics(index, [n for n, _ in soundfonts], cfg.soundfonts,
                              config.sample_rate, config.normalize)
     args.metrics.parent.mkdir(parents=True, exist_ok=True)
     args.metrics.write_text(json.dumps(metrics, indent=2) + "\n")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pianoeval.params import load_params
+from pianoeval.config import load_config
 from pianoeval.tokens import build
 from pianoeval.tokens.corpus import heldout_works, percepiano_test_segments
 from pianoeval.tokens.tokenizer import make_tokenizer
@@ -32,7 +32,7 @@ def main() -> None:
         parser.add_argument(f"--{arg}", default=default)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    p, raw, out = load_params("tokenize", args.params), Path(args.raw), Path(args.out)
+    p, raw, out = load_config("tokenize", args.params).model_dump(), Path(args.raw), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = build.read_corpus_table(raw, p["giantmidi_roles"], p["exclude_works"])
     splits = pd.read_csv(args.splits, dtype=str)

@@ -12,11 +12,11 @@ from midi_factory import write_midi
 from pianoeval.audio.encode import encode_files
 from pianoeval.audio.render import RenderConfig, RenderJob, resolve_soundfont
 from pianoeval.audio.render_batch import render_all
-from pianoeval.config import ConfigError
+from pianoeval.config import ConfigError, load_config, parse_section
 from pianoeval.data.midi import SUSTAIN_CC
 from pianoeval.degrade.audio import AudioItem, generate_audio
 from pianoeval.degrade.generate import CleanItem, GenerateConfig, generate
-from pianoeval.fanout import LOCAL, fan_out, load_fanout, parse_fanout
+from pianoeval.fanout import LOCAL, fan_out
 
 ROOT = Path(__file__).resolve().parents[1]
 SOUNDFONT = resolve_soundfont("TimGM6mb")[1]  # bundled with pretty_midi
@@ -30,7 +30,7 @@ def dask():
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
-        yield parse_fanout({"engine": "dask", "address": cluster.scheduler_address})
+        yield parse_section("fanout", {"engine": "dask", "address": cluster.scheduler_address})
 
 
 def midis(folder: Path, n: int) -> list[Path]:
@@ -133,7 +133,7 @@ def test_workers_elsewhere_are_refused(tmp_path, dask, monkeypatch):
 
 
 def test_params_yaml_fanout_parses_and_runs_locally():
-    assert load_fanout(ROOT / "params.yaml") == LOCAL
+    assert load_config("fanout", ROOT / "params.yaml") == LOCAL
 
 
 @pytest.mark.parametrize("values, message", [
@@ -146,11 +146,11 @@ def test_params_yaml_fanout_parses_and_runs_locally():
 ])
 def test_a_bad_fanout_section_is_refused_naming_the_key(values, message):
     with pytest.raises(ConfigError, match=message):
-        parse_fanout(values)
+        parse_section("fanout", values)
 
 
 def test_a_bad_fanout_section_stops_the_stage_with_the_message(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("fanout: {engine: dask, address: null}\n")
     with pytest.raises(SystemExit, match=r"params\.yaml: fanout: .*needs an address"):
-        load_fanout(params)
+        load_config("fanout", params)

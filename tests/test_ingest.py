@@ -8,6 +8,7 @@ import symusic
 import yaml
 
 from midi_factory import simple_notes, write_corrupt, write_empty, write_midi, write_no_notes, write_truncated
+from pianoeval.config import ConfigError, parse_section
 from pianoeval.data.download import (download_into_mirror, download_source, extract_zip, fetch,
                                      sha256_file)
 from pianoeval.data.ingest import (
@@ -183,10 +184,24 @@ def test_ingest_counts_bad_names_collisions_drums_and_stuck_notes_and_copies_the
         "bad_name": 1, "drums_only": 1, "name_collision": 1, "note_too_long": 1}
 
 
-@pytest.mark.parametrize("key, value", [("max_duration_sec", -1.0), ("min_notes", 0),
-                                        ("max_note_sec", 0.0), ("min_duration_sec", -0.5)])
-def test_validation_rejects_an_out_of_range_value_naming_the_key(key, value):
+@pytest.mark.parametrize("key, value, message", [
+    ("max_duration_sec", -1.0, "Input should be greater than 0"),
+    ("min_notes", 0, "Input should be greater than or equal to 1"),
+    ("min_notes", 1.5, "Input should be a valid integer"),
+    ("max_note_sec", 0.0, "Input should be greater than 0"),
+    ("min_duration_sec", -0.5, "Input should be greater than or equal to 0")])
+def test_validation_rejects_an_out_of_range_value_naming_the_key(key, value, message):
+    """The ranges are checked where the section is read (pianoeval.config), before any work."""
     fields = {"min_duration_sec": 1.0, "max_duration_sec": 14400.0, "min_notes": 1,
               "max_note_sec": 120.0, key: value}
-    with pytest.raises(ValueError, match=rf"ingest\.validation\.{key}: {value!r} is out of range"):
-        Validation(**fields)
+    values = {**yaml.safe_load((ROOT / "params.yaml").read_text())["ingest"], "validation": fields}
+    with pytest.raises(ConfigError, match=rf"ingest\.validation\.{key}: {message}"):
+        parse_section("ingest", values)
+
+
+def test_validation_refuses_a_maximum_duration_below_the_minimum():
+    values = yaml.safe_load((ROOT / "params.yaml").read_text())["ingest"]
+    values["validation"]["max_duration_sec"] = 0.5
+    with pytest.raises(ConfigError, match=r"ingest\.validation: Value error, max_duration_sec "
+                                          r"must exceed min_duration_sec"):
+        parse_section("ingest", values)

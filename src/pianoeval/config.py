@@ -10,6 +10,7 @@ Sections not listed in ``SECTIONS`` are still read untyped with ``pianoeval.para
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -24,6 +25,11 @@ ESTIMATORS = ("mean", "ridge")
 # that reads its params depend on their code. A test keeps each equal to its source.
 MATCHERS = ("dualdtw", "automatic")  # pianoeval.align.match.MATCHERS
 FEATURE_SETS = ("all", "performance_only")  # pianoeval.features.sets.FEATURE_SETS
+ARCHIVES = ("percepiano", "asap", "maestro_v3", "giantmidi")  # pianoeval.data.download.UPSTREAM
+NORMALIZE = ("rms", "soundfont", "peak", "none")  # pianoeval.audio.render.RenderConfig.normalize
+AUDIO_ENCODERS = ("spectral", "mert")  # pianoeval.audio.encoders.ENCODERS
+MIDI_FAMILIES = ("timing", "accuracy", "dynamics", "pedal", "articulation")  # degrade.tiers
+TOKENIZER_KINDS = ("cpword", "remi")  # pianoeval.tokens.tokenizer.KINDS
 
 
 class ConfigError(ValueError):
@@ -142,9 +148,244 @@ class Evaluate(Section):
         return self
 
 
-SECTIONS: dict[str, type[Section]] = {"labels": Labels, "splits": Splits, "align": Align,
-                                      "baselines": Baselines, "release": Release,
-                                      "evaluate": Evaluate}
+class Fanout(Section):
+    """Where the fan-out stages (render, encode_audio, degrade) run their jobs."""
+    engine: Literal["local", "dask"]
+    address: str | None = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _dask_needs_address(self) -> "Fanout":
+        if self.engine == "dask" and self.address is None:
+            raise ValueError("engine dask needs an address (the scheduler's: tcp://host:8786)")
+        return self
+
+
+class IngestValidation(Section):
+    min_duration_sec: float = Field(ge=0)
+    max_duration_sec: float = Field(gt=0)
+    min_notes: int = Field(ge=1)
+    max_note_sec: float = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "IngestValidation":
+        if self.max_duration_sec <= self.min_duration_sec:
+            raise ValueError("max_duration_sec must exceed min_duration_sec")
+        return self
+
+
+class Download(Section):
+    archive: Literal[ARCHIVES]
+    sha256: str | None = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class IngestSource(Section):
+    dir: str = Field(min_length=1)
+    download: Download
+
+
+class Ingest(Section):
+    mirror: str = Field(min_length=1)
+    validation: IngestValidation
+    sources: dict[Literal["percepiano", "maestro", "giantmidi"], IngestSource] = Field(
+        min_length=1)
+
+
+class Features(Section):
+    n_jobs: int = Field(ge=1)
+    chord_window_sec: float = Field(gt=0)
+
+
+class RenderWindows(Section):
+    enabled: bool
+    window_sec: float = Field(gt=0)
+    hop_sec: float = Field(gt=0)
+    max_performances: int | None = Field(ge=1)
+    max_windows_per_performance: int | None = Field(ge=1)
+
+
+class Render(Section):
+    soundfonts: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)  # names or paths
+    sample_rate: int = Field(gt=0)
+    tail_sec: float = Field(ge=0)
+    controls: list[Annotated[int, Field(ge=0, le=127)]]
+    soft_pedal_attenuation_cb: float = Field(ge=0)
+    soft_pedal_cutoff_cents: float
+    velocity_cutoff_cents: float
+    program: int = Field(ge=0, le=127)
+    bank: int = Field(ge=0, le=16383)
+    reverb: bool
+    chorus: bool
+    polyphony: int = Field(ge=1)
+    synth_gain: float = Field(gt=0)
+    normalize: Literal[NORMALIZE]
+    target_dbfs: float = Field(le=0)
+    peak_dbfs: float = Field(le=0)
+    workers: int = Field(ge=1)
+    maestro: RenderWindows
+
+
+class Spectral(Section):
+    sample_rate: int = Field(gt=0)
+    n_fft: int = Field(ge=1)
+    hop_length: int = Field(ge=1)
+    n_mels: int = Field(ge=1)
+    fmin: float = Field(gt=0)
+    fmax: float = Field(gt=0)
+    cqt_bins: int = Field(ge=1)
+    cqt_bins_per_octave: int = Field(ge=1)
+    amin_db: float = Field(lt=0)
+    store_frames: bool
+    max_clipped_fraction: float = Field(ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _band(self) -> "Spectral":
+        if self.fmax <= self.fmin:
+            raise ValueError("fmax must exceed fmin")
+        return self
+
+
+class Mert(Section):
+    model: str = Field(min_length=1)  # a local folder or a hub id
+    trust_remote_code: bool
+    allow_download: bool
+    layers: Literal["all"] | list[int] = Field(min_length=1)
+    layer_weights: list[float] | None = Field(min_length=1)
+    store_layers: bool
+    store_frames: bool
+    chunk_sec: float = Field(gt=0)
+    min_chunk_sec: float = Field(gt=0)
+    batch_size: int = Field(ge=1)
+    device: str = Field(pattern=r"^(cpu|auto|cuda(:[0-9]+)?)$")  # cpu, auto, cuda or cuda:N
+    dtype: Literal["float32", "bfloat16"]
+    max_clipped_fraction: float = Field(ge=0, le=1)
+
+
+class EncodeAudio(Section):
+    encoder: Literal[AUDIO_ENCODERS]
+    sources: list[Literal["percepiano", "maestro"]] = Field(min_length=1)
+    soundfonts: list[str] | None = Field(min_length=1)
+    workers: int = Field(ge=1)
+    spectral: Spectral
+    mert: Mert
+
+
+Fraction = Annotated[float, Field(ge=0, le=1)]
+Positive = Annotated[float, Field(gt=0)]
+NonNegative = Annotated[float, Field(ge=0)]
+
+
+def _tiers(item):  # one level per tier 1, 2, 3
+    return Annotated[list[item], Field(min_length=3, max_length=3)]
+
+
+class DegradePercepiano(Section):
+    max_items: int | None = Field(ge=1)
+
+
+class DegradeMaestro(Section):
+    max_performances: int | None = Field(ge=1)
+    max_windows: int | None = Field(ge=1)
+    window_sec: float = Field(gt=0)
+    hop_sec: float = Field(gt=0)
+
+
+class DegradeSources(Section):  # null: no items of that source
+    percepiano: DegradePercepiano | None
+    maestro: DegradeMaestro | None
+
+
+class Timing(Section):
+    jitter_ms: _tiers(NonNegative)
+    drift_depth: _tiers(NonNegative)
+    drift_knot_sec: float = Field(gt=0)
+
+
+class Accuracy(Section):
+    substitution_rate: _tiers(Fraction)
+    deletion_rate: _tiers(Fraction)
+
+
+class Dynamics(Section):
+    compression: _tiers(Fraction)
+    randomization_sigma: _tiers(NonNegative)
+
+
+class Pedal(Section):
+    removal_fraction: _tiers(Fraction)
+    over_pedal_fraction: _tiers(Fraction)
+
+
+class Articulation(Section):
+    shorten_factor: _tiers(Positive)
+    lengthen_factor: _tiers(Positive)
+
+
+class Families(Section):
+    timing: Timing
+    accuracy: Accuracy
+    dynamics: Dynamics
+    pedal: Pedal
+    articulation: Articulation
+
+
+class DegradeAudio(Section):
+    enabled: bool
+    soundfont: str = Field(min_length=1)
+    max_items: int | None = Field(ge=1)
+    noise_snr_db: _tiers(float)
+    clip_percent: _tiers(Annotated[float, Field(gt=0, le=100)])
+    low_pass_cutoff_hz: _tiers(Positive)
+
+
+class Degrade(Section):
+    seed: int
+    n_jobs: int = Field(ge=1)
+    write_midi: bool
+    sources: DegradeSources
+    families: Families
+    audio: DegradeAudio
+
+
+class Tokenizer(Section):
+    kind: Literal[TOKENIZER_KINDS]
+    tempo_bpm: float = Field(gt=0)
+    beat_res: dict[Annotated[str, Field(pattern=r"^[0-9]+-[0-9]+$")],
+                   Annotated[int, Field(ge=1)]] = Field(min_length=1)
+    num_velocities: int = Field(ge=1, le=127)
+
+
+class Tokenize(Section):
+    tokenizer: Tokenizer
+    giantmidi_roles: list[Literal["performance", "transcription"]]
+    exclude_works: list[str]
+    max_len: int = Field(ge=1)
+    min_len: int = Field(ge=1)
+    heldout_fraction: float = Field(gt=0, lt=1)
+    seed: int
+    leak_check_ngram: int = Field(ge=1)
+
+    @field_validator("exclude_works")
+    @classmethod
+    def _regexes(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+        return patterns
+
+    @model_validator(mode="after")
+    def _lengths(self) -> "Tokenize":
+        if self.min_len > self.max_len:
+            raise ValueError("min_len must not exceed max_len")
+        return self
+
+
+SECTIONS: dict[str, type[Section]] = {
+    "ingest": Ingest, "labels": Labels, "splits": Splits, "features": Features,
+    "baselines": Baselines, "release": Release, "evaluate": Evaluate, "fanout": Fanout,
+    "render": Render, "encode_audio": EncodeAudio, "align": Align, "degrade": Degrade,
+    "tokenize": Tokenize}
 
 
 def _message(section: str, error: dict) -> str:

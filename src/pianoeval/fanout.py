@@ -24,47 +24,13 @@ import multiprocessing
 import os
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
-from typing import Callable, Iterable, Iterator, Literal
+from typing import Callable, Iterable, Iterator
 
-from pydantic import Field, ValidationError, model_validator
-
-from pianoeval.config import ConfigError, Section, _message
-from pianoeval.params import load_params
+from pianoeval.config import Fanout
 
 log = logging.getLogger(__name__)
 
-
-class Fanout(Section):
-    """params.yaml ``fanout`` (not in ``pianoeval.config.SECTIONS``: editing that module would
-    rerun every stage that reads a typed section, the alignment among them)."""
-    engine: Literal["local", "dask"]
-    address: str | None = Field(min_length=1)
-
-    @model_validator(mode="after")
-    def _dask_needs_address(self) -> "Fanout":
-        if self.engine == "dask" and self.address is None:
-            raise ValueError("engine dask needs an address (the scheduler's: tcp://host:8786)")
-        return self
-
-
-LOCAL = Fanout(engine="local", address=None)
-
-
-def parse_fanout(values: dict) -> Fanout:
-    """``values`` checked as a ``fanout`` section; ConfigError lists every bad key."""
-    try:
-        return Fanout.model_validate(values)
-    except ValidationError as exc:
-        raise ConfigError("; ".join(_message("fanout", e) for e in exc.errors())) from None
-
-
-def load_fanout(path: str | Path = "params.yaml") -> Fanout:
-    """Section ``fanout`` of ``path``, checked; a bad one ends the run with the message."""
-    try:
-        return parse_fanout(load_params("fanout", path))
-    except ConfigError as exc:
-        raise SystemExit(f"{path}: {exc}") from None
+LOCAL = Fanout(engine="local", address=None)  # the section model: pianoeval.config.Fanout
 
 
 def fan_out(fn: Callable, jobs: Iterable, workers: int, fanout: Fanout = LOCAL, *,

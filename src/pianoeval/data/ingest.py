@@ -26,23 +26,13 @@ MANIFEST_COLUMNS = ["file", "source_file", "sha256", "n_notes", "duration_sec", 
 
 @dataclass(frozen=True)
 class Validation:
-    """``ingest.validation`` (params.yaml holds the values and says what each rejects)."""
+    """``ingest.validation`` (params.yaml holds the values and says what each rejects); the
+    ingest stage builds it from the checked section (``pianoeval.config.IngestValidation``)."""
 
     min_duration_sec: float
     max_duration_sec: float
     min_notes: int
     max_note_sec: float
-
-    def __post_init__(self) -> None:
-        checks = {"min_duration_sec": self.min_duration_sec >= 0,
-                  "max_duration_sec": self.max_duration_sec > self.min_duration_sec,
-                  "min_notes": isinstance(self.min_notes, int) and self.min_notes >= 1,
-                  "max_note_sec": self.max_note_sec > 0}
-        for key, ok in checks.items():
-            if not ok:
-                raise ValueError(f"ingest.validation.{key}: {getattr(self, key)!r} is out of range "
-                                 "(min_duration_sec >= 0, max_duration_sec > min_duration_sec, "
-                                 "min_notes an integer >= 1, max_note_sec > 0)")
 
 
 def source_folder(name: str, spec: dict, mirror: str | Path, environ: dict | None = None) -> Path:
