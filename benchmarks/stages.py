@@ -59,6 +59,8 @@ def measure(clone: Path, log_path: Path, resume: bool, only: list[str] | None) -
         append(log_path, {"stage": "make setup", **timed_run(["make", "setup"], clone, out_log)})
     env = {**os.environ, "PATH": f"{clone / '.venv/bin'}:{os.environ['PATH']}"}
     stages = [s for s in stage_order(clone, env) if only is None or s in only]
+    if "plan" not in done:
+        append(log_path, {"stage": "plan", "stages": stages})
     for i, stage in enumerate(stages, 1):
         if stage in done:
             continue
@@ -85,8 +87,13 @@ def read_log(log_path: Path) -> list[dict]:
 
 
 def table(records: list[dict], machine_line: str) -> str:
-    """The markdown page: one row per stage, the DAG total and each stage's share of it."""
+    """The markdown page: one row per stage, the DAG total and each stage's share of it; with
+    stages still to time (an interrupted run), says which."""
+    plan = next((r["stages"] for r in records if r["stage"] == "plan"), None)
+    records = [r for r in records if r["stage"] != "plan"]
     stages = [r for r in records if r["stage"] not in ("make setup",) and r["cpu_s"] is not None]
+    timed = {r["stage"] for r in stages}
+    missing = [s for s in plan or [] if s not in timed]
     total_wall = sum(r["wall_s"] for r in stages)
     total_cpu = sum(r["cpu_s"] for r in stages)
     rows = [f"| {r['stage']} | {r['wall_s']:.0f} | {r['cpu_s']:.0f} | "
@@ -99,10 +106,13 @@ def table(records: list[dict], machine_line: str) -> str:
         "# Cold `make repro`, stage by stage", "",
         f"Machine: {machine_line}. Measured {time.strftime('%Y-%m-%d')} by "
         "`benchmarks/stages.py` on a fresh clone (empty DVC cache, Debian packages installed, "
-        "pip's wheel cache warm); each stage run alone with `dvc repro -s`, in DVC's order. CPU "
+        "package caches warm); each stage run alone with `dvc repro -s`, in DVC's order. CPU "
         "seconds count the stage's worker processes too, so CPU > wall means it used both cores.",
-        "", f"**DAG total: {total_wall / 60:.1f} min wall, {total_cpu / 60:.1f} CPU-min, "
-        f"{len(stages)} stages.**", "",
+        "", (f"**Not a full run: {len(stages)} of {len(plan)} stages timed so far** "
+             f"({total_wall / 60:.1f} min wall, {total_cpu / 60:.1f} CPU-min); not yet timed: "
+             f"{', '.join(missing)}." if missing else
+             f"**DAG total: {total_wall / 60:.1f} min wall, {total_cpu / 60:.1f} CPU-min, "
+             f"{len(stages)} stages.**"), "",
         "| stage | wall s | CPU s | share of wall |", "|---|---|---|---|", *rows, *extra, ""])
 
 
