@@ -28,13 +28,17 @@ system-packages:
 # Every package at the exact version in requirements.lock (the environment the committed metrics
 # came from), installed by uv with --no-deps: seconds instead of pip's minute or more of resolving
 # and unpacking, and the same environment on every machine. uv reads pip's package sources (the
-# local wheel folder holding the CPU torch, extra indexes) from pip's configuration. `uv pip check`
+# local wheel folder holding the CPU torch, extra indexes) from pip's configuration, the extra
+# indexes last first: of a version several indexes hold, uv takes the first index's files where pip
+# takes the best wheel of all (here the last index holds the platform wheels of soundfile, with
+# its own libsndfile, and tensorboard-data-server; same wheels as pip then). `uv pip check`
 # then fails the set-up if pyproject.toml asks for something the lock lacks: add it to the venv
 # (`.venv/bin/uv pip install <package>`) and run `make lock`.
 LOCK := requirements.lock
 UV := $(BIN)/uv
 UV_SOURCES = UV_FIND_LINKS="$$($(BIN)/python -m pip config get global.find-links 2>/dev/null)" \
-	UV_EXTRA_INDEX_URL="$$($(BIN)/python -m pip config get global.extra-index-url 2>/dev/null)" \
+	UV_EXTRA_INDEX_URL="$$($(BIN)/python -m pip config get global.extra-index-url 2>/dev/null \
+	  | tr ' ' '\n' | tac | tr '\n' ' ')" \
 	UV_INDEX_STRATEGY=unsafe-best-match
 # --compile-bytecode as pip does: with PYTHONDONTWRITEBYTECODE set (as on these machines) nothing
 # writes .pyc later, and every stage process would recompile torch & co. on import (2x slower tests).
