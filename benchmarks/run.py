@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 import symusic
 
-from pianoeval.data.ingest import Validation, ingest_tree
+from pianoeval.config import load_config
+from pianoeval.data.ingest import ingest_tree
 from pianoeval.features.inputs import build_items
 from pianoeval.features.symbolic import extract_features
 from pianoeval.params import load_params, mirror_folder
@@ -64,7 +65,7 @@ def main() -> None:
     midi = sorted(p for p in src.rglob("*.mid"))
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        manifest = ingest_tree(src, Path(tmp), Validation(**ingest["validation"]))
+        manifest = ingest_tree(src, Path(tmp), load_config("ingest").validation)
         seconds = time.perf_counter() - start
     notes = sum(r["n_notes"] for r in manifest)
     files_s, notes_s = parse_rate(midi)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pianoeval.data.ingest import MANIFEST_COLUMNS, Validation, ingest_tree, source_folder, summarise
+from pianoeval.data.ingest import MANIFEST_COLUMNS, ingest_tree, source_folder, summarise
 from pianoeval.config import load_config
 
 
@@ -27,7 +27,7 @@ def main() -> None:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     start = time.perf_counter()
-    rows = ingest_tree(src, out, Validation(**cfg.validation.model_dump()))
+    rows = ingest_tree(src, out, cfg.validation)
     seconds = time.perf_counter() - start
     pd.DataFrame(rows, columns=MANIFEST_COLUMNS).to_csv(out / "manifest.csv", index=False)
 

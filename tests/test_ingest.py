@@ -8,16 +8,16 @@ import symusic
 import yaml
 
 from midi_factory import simple_notes, write_corrupt, write_empty, write_midi, write_no_notes, write_truncated
-from pianoeval.config import ConfigError, parse_section
+from pianoeval.config import ConfigError, IngestValidation, parse_section
 from pianoeval.data.download import (download_into_mirror, download_source, extract_zip, fetch,
                                      sha256_file)
 from pianoeval.data.ingest import (
-    Validation, file_role, ingest_tree, normalise_name, source_folder, summarise,
+    file_role, ingest_tree, normalise_name, source_folder, summarise,
 )
 from pianoeval.params import MIRROR_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
-RULES = Validation(min_duration_sec=1.0, max_duration_sec=14400.0, min_notes=1, max_note_sec=120.0)
+RULES = IngestValidation(min_duration_sec=1.0, max_duration_sec=14400.0, min_notes=1, max_note_sec=120.0)
 
 
 @pytest.fixture

@@ -8,12 +8,12 @@ import logging
 import os
 import shutil
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import symusic
 from tqdm import tqdm
 
+from pianoeval.config import IngestValidation
 from pianoeval.data.download import sha256_file
 from pianoeval.data.midi import MidiError, read_midi
 from pianoeval.params import mirror_folder
@@ -22,17 +22,6 @@ log = logging.getLogger(__name__)
 
 MIDI_SUFFIXES = {".mid", ".midi"}
 MANIFEST_COLUMNS = ["file", "source_file", "sha256", "n_notes", "duration_sec", "status", "role"]
-
-
-@dataclass(frozen=True)
-class Validation:
-    """``ingest.validation`` (params.yaml holds the values and says what each rejects); the
-    ingest stage builds it from the checked section (``pianoeval.config.IngestValidation``)."""
-
-    min_duration_sec: float
-    max_duration_sec: float
-    min_notes: int
-    max_note_sec: float
 
 
 def source_folder(name: str, spec: dict, mirror: str | Path, environ: dict | None = None) -> Path:
@@ -66,7 +55,7 @@ def file_role(relpath: Path) -> str:
     return "performance"
 
 
-def validate_midi(path: Path, rules: Validation) -> tuple[str, int, float]:
+def validate_midi(path: Path, rules: IngestValidation) -> tuple[str, int, float]:
     """Return (status, n_notes, duration_sec); status is "ok" or the rejection reason."""
     try:
         perf = read_midi(path)
@@ -108,7 +97,7 @@ def _manifest_name(rel: Path) -> tuple[str, bool]:
         return raw.decode("utf-8", "backslashreplace"), False
 
 
-def ingest_tree(src: Path, out: Path, rules: Validation) -> list[dict]:
+def ingest_tree(src: Path, out: Path, rules: IngestValidation) -> list[dict]:
     """Copy every file of ``src`` to ``out`` (names normalised), validating MIDI on the way.
 
     Rejected files are listed in the manifest but not copied: MIDI that fails validation, a
