@@ -35,7 +35,7 @@ def run_stage(name: str, section: dict, base: dict, tokens: Path, out: Path):
     start = time.time()
     done = subprocess.run([sys.executable, str(ROOT / "stages" / "pretrain_midi.py"), "--params", str(path),
                            "--tokens", str(tokens), "--models", str(models),
-                           "--logs", str(out / f"logs_{name}"), "--metrics", str(out / f"{name}.json")],
+                           "--records", str(out / f"logs_{name}"), "--metrics", str(out / f"{name}.json")],
                           capture_output=True, text=True)
     text = done.stdout + done.stderr
     print(f"== {name}: exit {done.returncode}, {time.time() - start:.0f} s", flush=True)

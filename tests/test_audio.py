@@ -2,6 +2,8 @@
 import random
 import time
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -142,6 +144,22 @@ def test_synthetic_impulse_response_decays(tmp_path):
     paths = aug.impulse_response_files(tmp_path, rt60s=(0.3,))
     assert np.array_equal(sf.read(paths[0], dtype="float32")[0],
                           aug.synth_impulse_response(SR, 0.3, 8.0, 0))
+    paths[0].write_bytes(b"left by other code")  # never reused: every call writes its files
+    assert np.array_equal(sf.read(aug.impulse_response_files(tmp_path, rt60s=(0.3,))[0],
+                                  dtype="float32")[0], aug.synth_impulse_response(SR, 0.3, 8.0, 0))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [paths[0].name]  # no temporary left
+
+
+def test_each_chain_keeps_its_impulse_responses_in_a_temporary_folder_of_its_own(piano):
+    import gc
+
+    a, b = aug.augment_chain(p=1.0), aug.augment_chain(p=1.0)
+    folder_a, folder_b = Path(a.ir_folder.name), Path(b.ir_folder.name)
+    assert folder_a != folder_b and len(list(folder_a.glob("*.wav"))) == 4
+    assert np.array_equal(a(piano, SR, seed=3), b(piano, SR, seed=3))
+    del a
+    gc.collect()
+    assert not folder_a.exists() and folder_b.is_dir()  # removed with its chain
 
 
 @pytest.mark.parametrize("snr", [3.0, 9.0])

@@ -96,6 +96,18 @@ def _with(section: str, path: tuple, value) -> dict:
     ("tokenize", ("heldout_fraction",), 0.0, r"tokenize\.heldout_fraction: Input should be greater than 0"),
     ("tokenize", ("min_len",), 1024, r"tokenize: Value error, min_len must not exceed max_len"),
     ("tokenize", ("max_length",), 512, r"tokenize\.max_length: unknown key"),
+    ("pretrain_midi", ("model", "n_heads"), 3, r"pretrain_midi\.model: Value error, d_model 64 must divide by n_heads 3"),
+    ("pretrain_midi", ("model", "position"), "rope", r"pretrain_midi\.model\.position: Input should be 'alibi' or 'learned'"),
+    ("pretrain_midi", ("train", "mask_rate"), 1.5, r"pretrain_midi\.train\.mask_rate: Input should be less than 1"),
+    ("pretrain_midi", ("augment", "tempo"), [1.2, 0.8], r"pretrain_midi\.augment: Value error, tempo: low 1\.2 exceeds high 0\.8"),
+    ("pretrain_midi", ("device",), "gpu", r"pretrain_midi\.device: String should match pattern"),
+    ("pretrain_midi", ("profile",), "gpu_large", r"pretrain_midi: Value error, profile 'gpu_large' is not one of \['cpu_long', 'gpu', 'gpu_small'\]"),
+    ("pretrain_midi", ("profiles", "gpu", "train", "step"), 10, r"pretrain_midi\.profiles\.gpu\.train\.step: unknown key"),
+    ("pretrain_midi", ("profiles", "gpu", "train", "batch_size"), 0, r"pretrain_midi\.profiles\.gpu\.train\.batch_size: Input should be greater than or equal to 1"),
+    ("finetune_midi", ("splits",), ["piece", "pieces"], r"finetune_midi\.splits\.1: Input should be 'piece', 'performer', 'work' or 'lopo'"),
+    ("finetune_midi", ("models", "midibert_scratch"), {"pretrained": "no"}, r"finetune_midi\.models\.midibert_scratch\.pretrained: Input should be a valid boolean"),
+    ("finetune_midi", ("train", "ridge_alphas"), [], r"finetune_midi\.train\.ridge_alphas: List should have at least 1 item"),
+    ("finetune_midi", ("n_seeds",), 0, r"finetune_midi\.n_seeds: Input should be greater than or equal to 1"),
 ])
 def test_a_bad_value_or_unknown_key_is_refused_naming_the_key(section, path, value, message):
     with pytest.raises(ConfigError, match=message):
@@ -142,3 +154,11 @@ def test_the_choices_named_in_config_are_those_of_their_modules():
         RenderConfig.from_params({"normalize": mode})
     with pytest.raises(ValueError, match="render.normalize must be rms, soundfont, peak or none"):
         RenderConfig.from_params({"normalize": "loudness"})
+
+
+def test_the_selected_profile_is_merged_over_the_section():
+    values = _with("pretrain_midi", ("profile",), "gpu")
+    cfg = parse_section("pretrain_midi", values)
+    assert cfg.device == "cuda" and cfg.model.d_model == 768 and cfg.train.steps == 50000
+    assert cfg.train.mask_rate == PARAMS["pretrain_midi"]["train"]["mask_rate"]  # not overridden
+    assert parse_section("pretrain_midi", PARAMS["pretrain_midi"]).model.d_model == 64

@@ -255,3 +255,26 @@ def test_heldout_retrieval_never_holds_out_training_only_rows():
     groups = work_groups(np.array(["a", "b", "a", "c", "d"]), 2, seed=0)
     assert groups[0] == groups[2] and sorted(set(groups)) == ["0", "1"]
     assert groups == work_groups(np.array(["a", "b", "a", "c", "d"]), 2, seed=0)
+
+
+def test_a_fusion_model_spec_merges_its_overrides_and_pops_its_splits():
+    import yaml
+    from pathlib import Path
+
+    from pianoeval.params import resolve_profile
+    from pianoeval.train.fusion_stage import FusionInputs, FusionModels
+
+    root = Path(__file__).resolve().parents[1]
+    section = resolve_profile(yaml.safe_load((root / "params.yaml").read_text())["train_fusion"],
+                              "train_fusion")
+    section["models"] = {"plain": None, "huber_lopo": {"loss": "huber", "splits": ["lopo"],
+                                                     "piece_seeds": 2}}
+    models = FusionModels(section, {}, [], FusionInputs(*[Path("unused")] * 7))
+    cfg, splits, piece_seeds = models.spec("plain")
+    assert cfg == FusionConfig.from_dict(section["model"])
+    assert (splits, piece_seeds) == (section["splits"], section["piece_seeds"])
+    cfg, splits, piece_seeds = models.spec("huber_lopo")
+    assert cfg.loss == "huber" and splits == ["lopo"] and piece_seeds == 2
+    assert section["models"]["huber_lopo"]["splits"] == ["lopo"]  # the section is left as it was
+    with pytest.raises(KeyError, match=r"no model 'gated' in train_fusion.models \(have \['huber_lopo', 'plain'\]\)"):
+        models.spec("gated")

@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 
-from pianoeval.params import load_params
+from pianoeval.params import load_params, merge_params, resolve_profile
 
 SPLIT_NAMES = ("piece", "performer", "work", "lopo")
 ESTIMATORS = ("mean", "ridge")
@@ -381,11 +381,127 @@ class Tokenize(Section):
         return self
 
 
+Device = Annotated[str, Field(pattern=r"^(cpu|cuda(:[0-9]+)?)$")]
+Fraction = Annotated[float, Field(ge=0, lt=1)]
+
+
+class Profiled(Section):
+    """A section with named overrides: ``profile`` (null, or a key of ``profiles``) selects the
+    one merged over the section's values (:func:`load_config`); every profile is checked."""
+
+    profile: str | None
+    profiles: dict[str, dict]
+
+    @model_validator(mode="after")
+    def _known_profile(self) -> "Profiled":
+        if self.profile is not None and self.profile not in self.profiles:
+            raise ValueError(f"profile {self.profile!r} is not one of {sorted(self.profiles)}")
+        return self
+
+
+class EncoderShape(Section):
+    d_model: int = Field(ge=1)
+    n_heads: int = Field(ge=1)
+    n_layers: int = Field(ge=1)
+    d_ff: int = Field(ge=1)
+    dropout: Fraction
+    position: Literal["alibi", "learned"]
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "EncoderShape":
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model {self.d_model} must divide by n_heads {self.n_heads}")
+        return self
+
+
+class PretrainTrain(Section):
+    steps: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    seq_len: int = Field(ge=1)
+    window_notes: int = Field(ge=1)
+    mask_rate: float = Field(gt=0, lt=1)
+    lr: float = Field(gt=0)
+    min_lr: float = Field(ge=0)
+    warmup: int = Field(ge=0)
+    weight_decay: float = Field(ge=0)
+    grad_clip: float = Field(gt=0)
+    checkpoint_every: int = Field(ge=1)
+    loader_workers: int = Field(ge=0)
+    augment: bool
+    dropout: Fraction | None
+
+
+Range = Annotated[list[float], Field(min_length=2, max_length=2)]
+
+
+class PreservingRanges(Section):  # pianoeval.degrade.preserving.PreservingConfig
+    transpose: Annotated[list[int], Field(min_length=2, max_length=2)]
+    tempo: Range
+    velocity_sigma: Range
+    timing_sigma_ms: Range
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "PreservingRanges":
+        for name in ("transpose", "tempo", "velocity_sigma", "timing_sigma_ms"):
+            low, high = getattr(self, name)
+            if low > high:
+                raise ValueError(f"{name}: low {low} exceeds high {high}")
+        return self
+
+
+class PretrainEval(Section):
+    max_sequences: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    seed: int
+
+
+class PretrainMidi(Profiled):
+    seed: int
+    n_encoders: int = Field(ge=1)
+    device: Device
+    num_threads: int = Field(ge=1)
+    model: EncoderShape
+    train: PretrainTrain
+    augment: PreservingRanges
+    eval: PretrainEval
+
+
+class FinetuneTrain(Section):
+    batch_size: int = Field(ge=1)
+    lr: float = Field(gt=0)
+    head_lr: float = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    warmup_frac: Fraction
+    layer_mix: bool
+    ridge_alphas: list[Annotated[float, Field(gt=0)]] = Field(min_length=1)
+    max_epochs: int = Field(ge=0)
+    patience: int = Field(ge=1)
+    grad_clip: float = Field(gt=0)
+    head_dropout: Fraction
+    train_crop: int | None = Field(ge=1)
+
+
+class FinetuneVariant(Section):
+    pretrained: bool
+
+
+class FinetuneMidi(Profiled):
+    splits: list[Literal[SPLIT_NAMES]] = Field(min_length=1)
+    piece_seeds: int | None = Field(ge=1)
+    seed: int
+    n_seeds: int = Field(ge=1)
+    device: Device
+    num_threads: int = Field(ge=1)
+    n_jobs: int = Field(ge=1)
+    models: dict[str, FinetuneVariant] = Field(min_length=1)
+    train: FinetuneTrain
+
+
 SECTIONS: dict[str, type[Section]] = {
     "ingest": Ingest, "labels": Labels, "splits": Splits, "features": Features,
     "baselines": Baselines, "release": Release, "evaluate": Evaluate, "fanout": Fanout,
     "render": Render, "encode_audio": EncodeAudio, "align": Align, "degrade": Degrade,
-    "tokenize": Tokenize}
+    "tokenize": Tokenize, "pretrain_midi": PretrainMidi, "finetune_midi": FinetuneMidi}
 
 
 def _message(section: str, error: dict) -> str:
@@ -398,8 +514,20 @@ def _message(section: str, error: dict) -> str:
 
 
 def parse_section(section: str, values: dict) -> Section:
-    """``values`` checked against the model of ``section``; ConfigError lists every bad key."""
+    """``values`` checked against the model of ``section``; ConfigError lists every bad key.
+    A section with profiles is checked as it is and with each profile merged over it; the
+    result has the selected profile merged in."""
     model = SECTIONS[section]
+    parsed = _validate(section, model, values)
+    if not issubclass(model, Profiled):
+        return parsed
+    for name, over in values["profiles"].items():
+        _validate(f"{section}.profiles.{name}", model, merge_params(values, over))
+    return _validate(section, model, resolve_profile(values, section)) if values["profile"] \
+        else parsed
+
+
+def _validate(section: str, model: type[Section], values: dict) -> Section:
     try:
         return model.model_validate(values)
     except ValidationError as exc:

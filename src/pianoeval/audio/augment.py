@@ -70,23 +70,24 @@ def synth_impulse_response(sr: int, rt60: float, drr_db: float, seed: int,
     return tail.astype(np.float32)
 
 
-def impulse_response_files(folder: str | Path | None = None, sr: int = IR_SAMPLE_RATE,
+def impulse_response_files(folder: str | Path, sr: int = IR_SAMPLE_RATE,
                            rt60s=(0.3, 0.5, 0.8, 1.2), drr_db: float = 8.0,
                            seed: int = 0) -> list[Path]:
-    """Write (once) synthetic impulse responses as WAV files for ApplyImpulseResponse, which
-    only reads IRs from files; same arguments -> same files."""
+    """Synthetic impulse responses written as WAV files into ``folder`` for
+    ApplyImpulseResponse, which reads IRs only from files. Written on every call (4 short files),
+    so a file from other code or arguments is never reused; each goes through a temporary name
+    of its own and a rename, so writers sharing ``folder`` never read a half-written file."""
     import soundfile as sf
 
-    folder = Path(folder or Path(tempfile.gettempdir()) / f"pianoeval_irs_{sr}_{seed}")
+    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, rt60 in enumerate(rt60s):
         path = folder / f"ir_rt{int(rt60 * 1000):04d}ms_drr{drr_db:g}_s{seed + i}.wav"
-        if not path.is_file():
-            ir = synth_impulse_response(sr, rt60, drr_db, seed + i)
-            tmp = path.with_suffix(".tmp.wav")
-            sf.write(tmp, ir, sr, subtype="FLOAT")
-            tmp.replace(path)  # atomic: parallel workers never read a half-written file
+        with tempfile.NamedTemporaryFile(dir=folder, suffix=".wav", delete=False) as tmp:
+            sf.write(tmp.name, synth_impulse_response(sr, rt60, drr_db, seed + i), sr,
+                     subtype="FLOAT")
+        Path(tmp.name).replace(path)
         paths.append(path)
     return paths
 
@@ -100,7 +101,7 @@ AUGMENT_DEFAULTS = {
     "reverb_rt60s": [0.3, 0.5, 0.8, 1.2],  # synthetic IRs; empty disables
     "reverb_drr_db": 8.0,  # direct-to-reverberant ratio of the IRs
     "p": 0.5,  # probability of each transform
-    "ir_folder": None,  # where the IR files go (default: the temp folder)
+    "ir_folder": None,  # where the IR files go (None: a temporary folder of the chain's own)
 }
 
 
@@ -117,9 +118,12 @@ def augment_chain(**params):
         raise ValueError(f"augment_chain: snr_db {p['snr_db']} must stay above 20 dB to preserve "
                          "quality (use add_noise for a degradation)")
     prob = float(p["p"])
-    transforms = []
+    transforms, scratch = [], None
     if p["reverb_rt60s"]:
-        irs = impulse_response_files(p["ir_folder"], rt60s=tuple(p["reverb_rt60s"]),
+        if p["ir_folder"] is None:  # removed when the chain is garbage-collected or at exit
+            scratch = tempfile.TemporaryDirectory(prefix="pianoeval_irs_")
+        irs = impulse_response_files(p["ir_folder"] or scratch.name,
+                                     rt60s=tuple(p["reverb_rt60s"]),
                                      drr_db=float(p["reverb_drr_db"]))
         transforms.append(A.ApplyImpulseResponse(ir_path=[str(x) for x in irs], p=prob,
                                                  leave_length_unchanged=True))
@@ -137,6 +141,7 @@ def augment_chain(**params):
             out = chain(samples=y, sample_rate=int(sr))
         return _peak_guard(np.asarray(out, np.float32))
 
+    augment.ir_folder = scratch  # the IR files live as long as the chain that reads them
     return augment
 
 

@@ -20,20 +20,20 @@ training rows' statistics, through dropout and a linear layer. That linear layer
 closed form on the frozen encoder (stage 1): ridge regression of the standardised targets, the
 penalty chosen among ``ridge_alphas`` by leave-one-out on the training rows (sklearn's RidgeCV).
 Then ``max_epochs`` of full fine-tuning by gradient through that head, and after every epoch the
-scaler and the ridge head are fitted again on the moved encoder: the pooled features of the
-lower depths vary little across segments (std ~0.01 at the embeddings), so even lr 1e-5 moved
-them far outside a fixed standardisation (validation R2 0.37 -> 0.00 after one epoch, measured).
-The best of the ridge stage and the epochs on the validation fold is kept. (A ridge probe on the
-validation folds found the pre-trained encoder's depths, concatenated, more informative than a
-random encoder's; a learned scalar mix with attention pooling did not show it.)
+scaler and the ridge head are fitted again on the moved encoder, because the pooled features of
+the lower depths vary little across segments and even a small learning rate moves them far
+outside a fixed standardisation (measurements behind these choices: benchmarks/pretrain.md).
+The best of the ridge stage and the epochs on the validation fold is kept.
 """
 from __future__ import annotations
 
 import collections
 import copy
+import json
 import logging
 import math
 import multiprocessing as mp
+import shutil
 import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -49,6 +49,8 @@ from pianoeval.data.dimensions import DIMENSIONS
 from pianoeval.models.midibert import MidiBertConfig
 from pianoeval.models.midibert_head import MidiBertRegressor
 from pianoeval.models.protocols import cross_fit_protocols, fold_plan
+from pianoeval.progress import Progress
+from pianoeval.train.distributed import Rank, gather
 from pianoeval.train.loop import _mean_r2, length_batches, set_determinism
 from pianoeval.train.pretrain import pad_batch
 
@@ -258,15 +260,20 @@ def predict_bert(fm: BertFoldModel, data: TokenData, idx, batch_size: int = 64,
 def cross_fit_midibert(tokens: TokenData, labels: pd.DataFrame, splits: pd.DataFrame,
                        model_cfg: MidiBertConfig, cfg: FinetuneConfig,
                        encoder_states: list[dict] | None, split_names: Iterable[str],
-                       n_jobs: int = 1, piece_seeds: int | None = None
+                       n_jobs: int = 1, piece_seeds: int | None = None, rank: Rank = Rank()
                        ) -> tuple[dict[str, pd.DataFrame], dict[int, dict[str, pd.DataFrame]],
-                                  dict[str, list[BertFoldModel]]]:
+                                  dict[str, list[BertFoldModel]]] | None:
     """Fold models of every split (fold k: trained on what is neither fold k nor test, minus an
     inner validation fold it early-stops on (``fold_plan``); ``cfg.n_seeds`` of them, seeds ``cfg.seed + i``, seed index i
     starting from ``encoder_states[i % len(encoder_states)]``, or from random weights when
     ``encoder_states`` is None) and their predictions per protocol (``cross_fit_protocols``).
     Returns ({protocol: frame of the seeds' mean prediction}, {seed: {protocol: frame of that
-    seed's models}}, {"<split>_<k>": [fold model per seed]})."""
+    seed's models}}, {"<split>_<k>": [fold model per seed]}).
+
+    Under torchrun (``rank.world`` > 1) the fold models are shared out over the processes (each
+    is trained as in one process, so the outputs do not depend on the number of processes) and
+    gathered by the main process, which returns the result; the others return None. Fold models
+    are small, so sharing them out beats splitting each one's batches across processes."""
     if cfg.n_seeds < 1:
         raise ValueError(f"n_seeds must be at least 1, got {cfg.n_seeds}")
     segments = sorted(set(labels["segment"]) & set(splits["segment"]) & set(tokens.segments))
@@ -279,6 +286,7 @@ def cross_fit_midibert(tokens: TokenData, labels: pd.DataFrame, splits: pd.DataF
     if encoder_states is not None and not encoder_states:
         raise ValueError("encoder_states is empty: give None for random weights")
     seeds = [cfg.seed + s for s in range(cfg.n_seeds)]
+    start = time.perf_counter()
     jobs = [(split, k, replace(cfg, seed=seed), np.flatnonzero(train & ~val), np.flatnonzero(val))
             for split, k, train, val, _, _ in fold_plan(split_rows, split_names, piece_seeds)
             for seed in seeds]
@@ -296,16 +304,30 @@ def cross_fit_midibert(tokens: TokenData, labels: pd.DataFrame, splits: pd.DataF
             return None
         return encoder_states[(seed - cfg.seed) % len(encoder_states)]
 
-    args = [(data, Y, tr, va, model_cfg, c, encoder_of(c.seed)) for _, _, c, tr, va in jobs]
-    if n_jobs <= 1:
-        for (split, k, c, _, _), a in zip(jobs, args):
-            done(split, k, c.seed, fit_fold_bert(*a))
-    else:
-        with ProcessPoolExecutor(n_jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(fit_fold_bert, *a): (s, k, c.seed)
-                       for (s, k, c, _, _), a in zip(jobs, args)}
-            for future in as_completed(futures):
-                done(*futures[future], future.result())
+    # under torchrun each process fits every world-th fold model; the main process gathers them
+    mine = [(job, (data, Y, job[3], job[4], model_cfg, job[2], encoder_of(job[2].seed)))
+            for job in jobs[rank.index::rank.world]]
+    variant = "scratch" if encoder_states is None else "pre-trained"
+    with Progress(f"finetune_midi ({variant})", len(mine), "fold models") as progress:
+        if n_jobs <= 1:
+            for (split, k, c, _, _), a in mine:
+                done(split, k, c.seed, fit_fold_bert(*a))
+                progress.update()
+        else:
+            with ProcessPoolExecutor(n_jobs, mp_context=mp.get_context("spawn")) as pool:
+                futures = {pool.submit(fit_fold_bert, *a): (s, k, c.seed)
+                           for (s, k, c, _, _), a in mine}
+                for future in as_completed(futures):
+                    done(*futures[future], future.result())
+                    progress.update()
+    if rank.world > 1:
+        shares = gather({key: {seed: _on(fm, "cpu") for seed, fm in by_seed.items()}
+                         for key, by_seed in fitted.items()}, rank)
+        if not rank.main:
+            return None
+        for share in shares:
+            for key, by_seed in share.items():
+                fitted[key].update({seed: _on(fm, cfg.device) for seed, fm in by_seed.items()})
 
     def predict(fm, mask):
         return predict_bert(fm, data, np.flatnonzero(mask), 4 * cfg.batch_size, cfg.device)
@@ -327,4 +349,49 @@ def cross_fit_midibert(tokens: TokenData, labels: pd.DataFrame, splits: pd.DataF
         mean[protocol] = frame.copy()
         mean[protocol][dims] = np.mean([per_seed[s][protocol][dims].to_numpy() for s in seeds], axis=0)
     models = {f"{split}_{k}": [fitted[(split, k)][s] for s in seeds] for split, k, *_ in jobs}
+    log.info("%d fold models (%s) in %.0f s", len(jobs), variant, time.perf_counter() - start)
     return mean, per_seed, models
+
+
+def _on(fm: BertFoldModel, device: str) -> BertFoldModel:
+    fm.model.to(device)
+    return fm
+
+
+def write_variant(name: str, result: tuple, encoder_seeds: list | None, predictions: Path,
+                  checkpoints: Path, logs: Path) -> None:
+    """One variant's outputs, from ``cross_fit_midibert``'s ``result``: the seeds' mean
+    predictions in ``predictions/<name>/<protocol>.csv``, each seed's own in
+    ``checkpoints/<name>/predictions_seed<s>/``, the fold checkpoints
+    ``checkpoints/<name>/<split>_<k>[_seed<s>].pt``, per-epoch records in
+    ``logs/<name>.jsonl`` and a summary (best epoch and its scores per fold model) in
+    ``logs/<name>.json``. ``encoder_seeds``: the pre-trained encoders' seeds (None: scratch)."""
+    mean, per_seed, models = result
+    _write_predictions(predictions / name, mean)
+    ckpt = checkpoints / name
+    shutil.rmtree(ckpt, ignore_errors=True)
+    ckpt.mkdir(parents=True)
+    for seed, frames in per_seed.items():  # each seed's single models, for compare_midibert
+        _write_predictions(ckpt / f"predictions_seed{seed}", frames)
+    logs.mkdir(parents=True, exist_ok=True)
+    summary = {"pretrained": encoder_seeds is not None, "folds": {}, "encoder_seeds": encoder_seeds}
+    with open(logs / f"{name}.jsonl", "w") as f:
+        for fold, fms in models.items():
+            for seed, fm in zip(per_seed, fms):  # one seed keeps the plain fold name
+                key = fold if len(fms) == 1 else f"{fold}_seed{seed}"
+                torch.save(fm.checkpoint(), ckpt / f"{key}.pt")
+                for record in fm.history:
+                    f.write(json.dumps({"fold": key, **_rounded(record)}) + "\n")
+                summary["folds"][key] = {"best_epoch": fm.best_epoch, "epochs": len(fm.history),
+                                         **_rounded(fm.history[fm.best_epoch], skip="epoch")}
+    (logs / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def _write_predictions(folder: Path, frames: dict[str, pd.DataFrame]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for protocol, frame in frames.items():
+        frame.to_csv(folder / f"{protocol}.csv", index=False, float_format="%.6f")
+
+
+def _rounded(record: dict, skip: str | None = None) -> dict:
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in record.items() if k != skip}

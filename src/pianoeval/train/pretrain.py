@@ -23,26 +23,33 @@ learning-rate schedule and a resumable, seeded training loop.
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import json
+import logging
 import math
 import multiprocessing
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from pianoeval.data.midi import CONTROL_DTYPE, Performance
 from pianoeval.degrade.preserving import PreservingConfig, augment
-from pianoeval.models.midibert import MidiBert, MidiBertConfig
+from pianoeval.models.midibert import MidiBert, MidiBertConfig, n_parameters
 from pianoeval.tokens.tokenizer import encode
+from pianoeval.train.distributed import Rank, all_sum, barrier, broadcast
 
+log = logging.getLogger(__name__)
 IGNORE = -100  # target of unselected tokens (F.cross_entropy's ignore_index)
 
 
@@ -94,16 +101,19 @@ def mask_tokens(ids: torch.Tensor, valid: torch.Tensor, rate: float, mask_id: in
     return inputs, targets, selected
 
 
-def mlm_loss(logits: list[torch.Tensor], targets: torch.Tensor
+def mlm_loss(logits: list[torch.Tensor], targets: torch.Tensor,
+             n_total: torch.Tensor | None = None
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(mean over fields of the masked-token cross-entropy, correct predictions per field,
-    number of masked tokens)."""
+    number of masked tokens). ``n_total``: the masked tokens of the whole batch when ``targets``
+    is one process's share of it, so that the processes' losses add up to the batch's."""
     losses, correct = [], []
     n = (targets[..., 0] != IGNORE).sum()
+    total = n if n_total is None else n_total
     for f, lg in enumerate(logits):
         t = targets[..., f]
         losses.append(F.cross_entropy(lg.reshape(-1, lg.shape[-1]), t.reshape(-1),
-                                      ignore_index=IGNORE, reduction="sum") / n.clamp(min=1))
+                                      ignore_index=IGNORE, reduction="sum") / total.clamp(min=1))
         correct.append(((lg.argmax(-1) == t) & (t != IGNORE)).sum())
     return torch.stack(losses).mean(), torch.stack(correct), n
 
@@ -219,18 +229,38 @@ def _read_log(path: Path, upto: int) -> list[dict]:
     return [r for r in records if r["step"] < upto]
 
 
+class MaskedLM(torch.nn.Module):
+    """The encoder and its masked-token heads as one module: DistributedDataParallel
+    synchronises the gradients of what its ``forward`` runs."""
+
+    def __init__(self, bert: MidiBert):
+        super().__init__()
+        self.bert = bert
+
+    def forward(self, inputs: torch.Tensor, valid: torch.Tensor) -> list[torch.Tensor]:
+        return self.bert.mlm_logits(self.bert(inputs, valid))
+
+
 def pretrain(model_cfg: MidiBertConfig, cfg: PretrainConfig, sampler: CorpusSampler,
              mask_id: int, n_special: int, ckpt_dir: Path, log_path: Path,
-             tag: str = "", on_step: Callable[[dict], None] | None = None
-             ) -> tuple[MidiBert, list[dict], dict]:
+             tag: str = "", on_step: Callable[[dict], None] | None = None,
+             rank: Rank = Rank()) -> tuple[MidiBert, list[dict], dict]:
     """Train (or continue training) to ``cfg.steps``; returns (model, log records, info).
 
     ``info``: steps run in this call, resumed_from (a step or None), seconds, tokens seen in
     this call. ``on_step`` is called after every logged step (tests use it to simulate a kill).
+
+    Under torchrun (``rank.world`` > 1) the model is wrapped in DistributedDataParallel and
+    every process draws and masks the whole batch of the step (batch s depends only on
+    (seed, s)) and trains on its own rows of it: the loss is normalised by the batch's masked
+    tokens, so the gradient DDP averages is the one-process run's gradient of the same global
+    batch. Only the main process writes the log and the checkpoints; the others start from the
+    main process's checkpoint.
     """
     ckpt_dir, log_path = Path(ckpt_dir), Path(log_path)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    if rank.main:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.num_threads)
     torch.use_deterministic_algorithms(True, warn_only=cfg.device.startswith("cuda"))
@@ -242,54 +272,81 @@ def pretrain(model_cfg: MidiBertConfig, cfg: PretrainConfig, sampler: CorpusSamp
     tag = tag or fingerprint(asdict(model_cfg), asdict(cfg))
     last = ckpt_dir / "last.pt"
     step, resumed = 0, None
-    if last.is_file():
-        state = torch.load(last, weights_only=False)
-        if state.get("fingerprint") == tag:
-            model.load_state_dict(state["model"])
-            opt.load_state_dict(state["optimizer"])
-            torch.set_rng_state(state["torch_rng"])
-            step = resumed = state["step"]
-        else:
-            last.unlink()  # another configuration: start over
-    records = _read_log(log_path, step)
-    with open(log_path, "w") as f:  # the log holds exactly the steps before the checkpoint
-        f.writelines(json.dumps(r) + "\n" for r in records)
+    state = broadcast(_load_checkpoint(last, tag) if rank.main else None, rank)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        step = resumed = state["step"]
+    records = _read_log(log_path, step) if rank.main else []
+    if rank.main:
+        with open(log_path, "w") as f:  # the log holds exactly the steps before the checkpoint
+            f.writelines(json.dumps(r) + "\n" for r in records)
+    net = MaskedLM(model)
+    if rank.world > 1:
+        net = DistributedDataParallel(net, device_ids=[cfg.device] if cfg.device.startswith("cuda")
+                                      else None)
 
     start, tokens, first = time.perf_counter(), 0, step
     gen = torch.Generator()
     drawn = batches(sampler, step, cfg.steps, cfg.loader_workers)
-    with open(log_path, "a") as log, tqdm(total=cfg.steps, initial=step, desc="pretrain",
-                                          mininterval=10) as bar:
+    with (open(log_path, "a") if rank.main else contextlib.nullcontext()) as log_file, \
+            tqdm(total=cfg.steps, initial=step, desc="pretrain", mininterval=10,
+                 disable=not rank.main) as bar:
         while step < cfg.steps:
             model.train()
             ids, valid = next(drawn)
             gen.manual_seed(cfg.seed * 1_000_003 + step)
             inputs, targets, _ = mask_tokens(ids, valid, cfg.mask_rate, mask_id,
                                              model_cfg.vocab_sizes, n_special, gen)
+            if rank.world > 1:  # this process's rows of the step's batch
+                rows = rank.rows(len(ids))
+                inputs, targets, valid = inputs[rows], targets[rows], valid[rows]
+            # on the device before any reduction across processes: NCCL reduces CUDA tensors only
+            inputs, targets, valid = (t.to(cfg.device) for t in (inputs, targets, valid))
+            n_total = None if rank.world == 1 else all_sum((targets[..., 0] != IGNORE).sum(), rank)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, cfg)
-            logits = model.mlm_logits(model(inputs.to(cfg.device), valid.to(cfg.device)))
-            loss, correct, n = mlm_loss(logits, targets.to(cfg.device))
+            logits = net(inputs, valid)
+            loss, correct, n = mlm_loss(logits, targets, n_total)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            # DDP averages the processes' gradients; their losses add up to the batch's
+            (loss if rank.world == 1 else loss * rank.world).backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
-            tokens += int(valid.sum())
+            if rank.world > 1:
+                loss, correct = all_sum(loss.detach(), rank), all_sum(correct, rank)
+                n = n_total
+            tokens += int(all_sum(valid.sum(), rank))
             record = {"step": step, "loss": round(loss.item(), 6),
                       "masked_acc": round(float(correct.sum()) / max(1, int(n)) / len(logits), 6),
                       "lr": float(f"{lr_at(step, cfg):.6g}")}
-            log.write(json.dumps(record) + "\n")
-            log.flush()
+            if rank.main:
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
             step += 1
             bar.update(1)
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            if rank.main and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
                 _save(last, model, opt, step, tag)
             if on_step:
                 on_step(record)
     model.eval()
     info = {"steps_run": step - first, "resumed_from": resumed,
             "seconds": time.perf_counter() - start, "tokens": tokens}
+    barrier(rank)  # the main process's log is complete
     return model, _read_log(log_path, cfg.steps + 1), info
+
+
+def _load_checkpoint(path: Path, tag: str) -> dict | None:
+    """The checkpoint at ``path`` if it was written by this configuration (else it is removed:
+    another configuration starts over)."""
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)  # sent to every process
+    if state.get("fingerprint") == tag:
+        return state
+    path.unlink()
+    return None
 
 
 def _save(path: Path, model, opt, step: int, tag: str) -> None:
@@ -338,3 +395,80 @@ def load_sequences(path: str | Path, heldout: bool | None = None) -> list[np.nda
     ids, off, flag = z["ids"], z["offsets"], z["heldout"]
     return [ids[off[i]:off[i + 1]] for i in range(len(off) - 1)
             if heldout is None or bool(flag[i]) == heldout]
+
+
+N_SPECIAL = 2  # PAD and MASK come first in every field
+
+
+def pretrain_encoders(model_cfg: MidiBertConfig, cfg: PretrainConfig, n_encoders: int,
+                      corpus, train_files: np.ndarray, tokenizer, special: dict,
+                      augment_params: dict, counts: dict, heldout: list[np.ndarray],
+                      eval_params: dict, models: Path, logs: Path, rank: Rank = Rank()) -> dict:
+    """``n_encoders`` encoders, seeds ``cfg.seed, cfg.seed + 1, ...``, each trained by
+    :func:`pretrain` (checkpoints in ``models/checkpoints/seed<s>``, per-step log in
+    ``logs/logs/seed<s>.jsonl``); the main process writes each encoder to
+    ``models/encoders/seed<s>.pt`` and its curve to ``logs/curves/seed<s>.csv``. Returns the
+    summary: corpus counts, model, training totals, held-out masked-token scores of each encoder
+    and their mean (None in the other processes)."""
+    if n_encoders < 1:
+        raise ValueError(f"pretrain_midi.n_encoders must be at least 1, got {n_encoders}")
+    if cfg.seq_len > model_cfg.max_len:
+        raise ValueError(f"pretrain_midi.train.seq_len {cfg.seq_len} > tokenize.max_len "
+                         f"{model_cfg.max_len}")
+    log.info("model %s, %d parameters; %d training files; %d encoders x %d steps x %d sequences "
+             "x %d tokens; %d process(es)", asdict(model_cfg), n_parameters(MidiBert(model_cfg)),
+             len(train_files), n_encoders, cfg.steps, cfg.batch_size, cfg.seq_len, rank.world)
+    if rank.main:
+        for folder in (models / "encoders", logs / "curves"):  # no encoder of an earlier n_encoders
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+    summaries = {}
+    for seed in range(cfg.seed, cfg.seed + n_encoders):
+        run = replace(cfg, seed=seed)
+        sampler = CorpusSampler(corpus["notes"], corpus["offsets"], train_files, tokenizer, run,
+                                special["pad"], PreservingConfig.from_params(augment_params))
+        # the corpus identity is part of the fingerprint: new tokens never resume an old checkpoint
+        tag = fingerprint(asdict(model_cfg), asdict(run), augment_params, counts)
+        model, records, info = pretrain(model_cfg, run, sampler, special["mask"], N_SPECIAL,
+                                        models / "checkpoints" / f"seed{seed}",
+                                        logs / "logs" / f"seed{seed}.jsonl", tag=tag, rank=rank)
+        log.info("encoder seed %d: %d steps in this run (resumed from %s) in %.0f s: %.0f tokens/s",
+                 seed, info["steps_run"], info["resumed_from"], info["seconds"],
+                 info["tokens"] / max(info["seconds"], 1e-9))
+        if not rank.main:
+            continue
+        torch.save({"state_dict": model.state_dict(), "model_config": asdict(model_cfg),
+                    "steps": run.steps, "seed": seed}, models / "encoders" / f"seed{seed}.pt")
+        # dvc plots reads CSV, not JSON lines: the finished run's curve, one row per step
+        pd.DataFrame(records).to_csv(logs / "curves" / f"seed{seed}.csv", index=False)
+        summaries[seed] = _encoder_summary(model, records, heldout, special, run, eval_params)
+        log.info("encoder seed %d: held-out masked-token accuracy %s, perplexity %s", seed,
+                 summaries[seed]["heldout"]["accuracy"], summaries[seed]["heldout"]["perplexity"])
+    if not rank.main:
+        return None
+    return {"corpus": counts, "model": asdict(model_cfg), "parameters": n_parameters(model),
+            "train": {"encoders": len(summaries), "steps_per_encoder": cfg.steps,
+                      "sequences_seen": len(summaries) * cfg.steps * cfg.batch_size},
+            "heldout": {"sequences": len(heldout), **_mean_scores(summaries.values())},
+            "encoders": summaries}
+
+
+def _encoder_summary(model, records: list[dict], heldout: list, special: dict,
+                     cfg: PretrainConfig, eval_params: dict) -> dict:
+    tail = records[-min(50, len(records)):]
+    if heldout:
+        scores = evaluate_mlm(model, heldout, special["pad"], special["mask"], N_SPECIAL,
+                              cfg.mask_rate, eval_params["seed"], eval_params["batch_size"])
+    else:  # a tiny corpus whose held-out works are all shorter than tokenize.min_len
+        log.warning("no held-out sequences: held-out masked-token metrics left empty")
+        scores = {"accuracy": None, "perplexity": None}
+    return {"final_loss_mean_last50": round(float(np.mean([r["loss"] for r in tail])), 4),
+            "final_masked_acc_mean_last50": round(float(np.mean([r["masked_acc"] for r in tail])), 4),
+            "heldout": scores}
+
+
+def _mean_scores(summaries) -> dict:
+    """The encoders' mean held-out accuracy and perplexity (None without held-out sequences)."""
+    scores = [s["heldout"] for s in summaries]
+    return {name: None if scores[0][name] is None else
+            round(float(np.mean([s[name] for s in scores])), 6) for name in ("accuracy", "perplexity")}
