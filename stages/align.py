@@ -1,10 +1,10 @@
 """DVC stage `align@<source>`: align every performance of a source to its score, note by note.
 
-Reads data/raw/<source>/manifest.csv (status == "ok" files) and params `align`; writes
-data/align/<source>/alignments.csv (one row per performance), notes.csv (one row per performed
-note, with the deviation features) and segment_features.csv (the `align_*` summaries). The
-matcher's seconds per item go to data/align_timing/<source>.csv, outside data/align/<source>, so
-that a rerun with identical alignments leaves downstream stages (features, models) untouched.
+Reads data/raw/<source>/manifest.csv (status == "ok" files) and params `align` (where the jobs
+run: `fanout`); writes data/align/<source>/alignments.csv (one row per performance), notes.csv
+(one row per performed note, with the deviation features), segment_features.csv (`align_*`
+summaries), and each item's matcher seconds to data/align_timing/<source>.csv, apart, so that a
+rerun with identical alignments leaves downstream stages (features, models) untouched.
 """
 import argparse
 import logging
@@ -29,7 +29,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # AutomaticNoteMatcher logs every window it subsamples ("high number of combinations")
     logging.getLogger("parangonar").setLevel(logging.ERROR)
-    config = load_config("align")  # an unknown or empty matchers list stops here, before work
+    config, fanout = load_config("align"), load_config("fanout")  # checked before any work
     raw = args.raw or Path("data/raw") / args.source
     out = args.out or Path("data/align") / args.source
     timing = args.timing or Path("data/align_timing") / f"{args.source}.csv"
@@ -41,7 +41,7 @@ def main() -> None:
                         limits.max_score_notes, limits.max_items)
     cache = config.resume_dir and Path(config.resume_dir) / args.source  # changes no result
     result = align_items(items, AlignConfig.from_params(config.model_dump()),
-                         n_jobs=config.n_jobs, cache_dir=cache)
+                         n_jobs=config.n_jobs, cache_dir=cache, fanout=fanout)
 
     out.mkdir(parents=True, exist_ok=True)
     result.alignments.drop(columns="seconds").to_csv(out / "alignments.csv", index=False)

@@ -3,8 +3,9 @@
 Reads data/audio/index.csv, encodes the files of `encode_audio.sources` and
 `encode_audio.soundfonts` with `encode_audio.encoder` (its parameter block is
 `encode_audio.<encoder>`), and writes data/embeddings/<encoder>/<source>/<soundfont>/<item>
-.safetensors (`pooled` plus frame sequences), config.json (the encoder's configuration) and
-index.csv beside them, and metrics/encode_audio.json (counts; timings stay in the log).
+.safetensors (`pooled` plus frame sequences), config.json (the encoder's configuration),
+index.csv and pooled.safetensors (every file's pooled vector) beside them, and
+metrics/encode_audio.json (counts; timings stay in the log).
 """
 import argparse
 import json
@@ -16,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from pianoeval.audio.encode import (INDEX_COLUMNS, encode_files, encoded_index, encoding_metrics,
-                                    encoding_tasks)
+                                    encoding_tasks, write_pooled)
 from pianoeval.audio.encoders import make_encoder, write_config
 from pianoeval.config import load_config
 
@@ -50,6 +51,7 @@ def main() -> None:
              len(frame) / wall, frame["status"].eq("ok").sum() / max(frame["cpu_sec"].sum(), 1e-9))
     write_config(out, {**config, "sources": sources})
     frame[INDEX_COLUMNS].to_csv(out / "index.csv", index=False)
+    write_pooled(frame, out)
     metrics = encoding_metrics(frame, name, config["dim"])
     args.metrics.parent.mkdir(parents=True, exist_ok=True)
     args.metrics.write_text(json.dumps(metrics, indent=2) + "\n")

@@ -369,3 +369,20 @@ def test_align_stage_refuses_unknown_or_no_matchers_before_any_work(tmp_path, ma
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert "params.yaml: align.matchers" in run.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_the_result_cache_key_covers_every_module_the_alignment_runs():
+    """A module that can change an alignment but is left out of resume.CODE_FILES would let
+    a rerun reuse results the changed code no longer gives (e.g. onset_groups, now compiled in
+    features/kernel.py). Modules that only move work or read parameters may be left out."""
+    from pathlib import Path
+
+    from pianoeval.align import batch, resume
+    from pianoeval.pipeline_deps import module_closure
+
+    covered = {p for pattern in resume.CODE_FILES for p in resume.PACKAGE.glob(pattern)}
+    runs = set(module_closure(Path(batch.__file__), resume.PACKAGE))
+    no_result = {"__init__.py", "config.py", "fanout.py", "params.py", "progress.py"}
+    missing = sorted(p.relative_to(resume.PACKAGE).as_posix() for p in runs - covered
+                     if p.name not in no_result)
+    assert missing == []

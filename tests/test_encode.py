@@ -4,10 +4,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import soundfile as sf
 
 from pianoeval.audio.encode import (INDEX_COLUMNS, encode_files, encoded_index, encoding_metrics,
-                                    encoding_tasks)
+                                    encoding_tasks, write_pooled)
+from pianoeval.audio.encoders import POOLED_FILE, load_embedding
+from pianoeval.models.audio import load_pooled
 
 SR = 24000
 
@@ -75,3 +78,29 @@ def test_unusable_audio_is_recorded_not_raised(tmp_path):
     assert (out / "p/A/good.safetensors").is_file()
     assert not (out / "p/A/silent.safetensors").exists()
     assert frame["file"].tolist() == ["p/A/good.safetensors", ""]
+
+
+def test_pooled_file_holds_each_encoded_files_vector_and_load_pooled_reads_it(tmp_path):
+    rng = np.random.default_rng(1)
+    names = ["b", "silent", "a", "c"]
+    for k, n in enumerate(names):
+        sf.write(tmp_path / f"{n}.wav", rng.normal(0, 0.1, SR // 2) * (n != "silent"), SR)
+    out = tmp_path / "emb"
+    tasks = [(str(tmp_path / f"{n}.wav"), str(out / f"p/{sf_}/{n}.safetensors"), n, sf_)
+             for n, sf_ in zip(names, "ABAA")]
+    frame = encoded_index(encode_files(tasks, "spectral", {}, progress=False), tasks, out)
+    frame[INDEX_COLUMNS].to_csv(out / "index.csv", index=False)
+    (out / "config.json").write_text("{}")
+    write_pooled(frame, out)
+
+    table, cols = load_pooled(out, "p", "A")
+    assert table["segment"].tolist() == ["b", "a", "c"]  # index order, the silent file left out
+    for row, name in zip(table[cols].to_numpy(), ["b", "a", "c"]):
+        per_file = load_embedding(out / f"p/A/{name}.safetensors", ("pooled",))["pooled"]
+        assert np.array_equal(row, per_file.astype(float))
+    with pytest.raises(ValueError, match="no embeddings for source 'p', soundfont 'B'"):
+        load_pooled(out, "p", "B")  # its one file was silent
+
+    write_pooled(frame.iloc[:2], out)  # an index that no longer matches the pooled rows
+    with pytest.raises(ValueError, match=rf"{POOLED_FILE}: 1 rows, but index.csv lists 3 "):
+        load_pooled(out, "p", "A")

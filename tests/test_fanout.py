@@ -1,5 +1,6 @@
-"""pianoeval.fanout: the fan-out stages' batches give the same outputs in the local process pool
-and on a Dask cluster (a local one of 2 worker processes); the ``fanout`` section is checked."""
+"""pianoeval.fanout: the fan-out stages' batches (align, render, encode, degrade) give the same
+outputs in the local process pool and on a Dask cluster (a local one of 2 worker processes);
+the ``fanout`` section is checked."""
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,8 @@ import pytest
 import soundfile as sf
 import yaml
 
-from midi_factory import write_midi
+from midi_factory import write_empty, write_midi
+from pianoeval.align.batch import AlignConfig, Item, align_items
 from pianoeval.audio.encode import encode_files
 from pianoeval.audio.render import RenderConfig, RenderJob, resolve_soundfont
 from pianoeval.audio.render_batch import render_all
@@ -51,6 +53,36 @@ def relative(records: list[dict], root: Path, key: str) -> list[dict]:
     """Records without the CPU time, ``key`` (a path) relative to ``root``."""
     return [{**{k: v for k, v in r.items() if k != "cpu_sec"},
              key: Path(r[key]).relative_to(root).as_posix() if r[key] else ""} for r in records]
+
+
+def test_align_on_the_cluster_matches_the_local_pool(tmp_path, dask):
+    from test_align import SCORE_NOTES
+
+    score = str(write_midi(tmp_path / "score.mid", SCORE_NOTES, time_signatures=[(0, 4, 4)]))
+    def played(k: int) -> str:  # the score played at half a second a beat, a little off
+        return str(write_midi(tmp_path / f"p{k}.mid",
+                              [(0.5 * b + 0.01 * k * (i % 3), 0.4 * d, p, v - 3 * k)
+                               for i, (b, d, p, v) in enumerate(SCORE_NOTES)]))
+
+    played = [played(k) for k in range(4)]
+    items = [Item(f"s{k}", path, score, "score.mid") for k, path in enumerate(played)]
+    items += [Item("no_score", played[0]), Item("unreadable", str(tmp_path / "none.mid"), score),
+              Item("empty_score", played[1], str(write_empty(tmp_path / "e.mid")), "e.mid")]
+
+    def run(fanout):
+        out = align_items(items, AlignConfig(), n_jobs=2, chunksize=2, progress=False,
+                          fanout=fanout)
+        return out.alignments.drop(columns="seconds"), out.notes, out.segment_features, \
+            out.messages
+
+    local, cluster = run(LOCAL), run(dask)
+    status = dict(zip(local[0]["segment"], local[0]["status"]))
+    assert status == {"empty_score": "no_score", "no_score": "no_score", "s0": "ok", "s1": "ok",
+                      "s2": "ok", "s3": "ok", "unreadable": "unreadable"}
+    assert local[1]["segment"].nunique() == 6  # every readable performance has its notes
+    for ours, theirs in zip(cluster[:3], local[:3]):
+        pd.testing.assert_frame_equal(ours, theirs, check_exact=True)
+    assert cluster[3] == local[3] != []
 
 
 @pytest.mark.skipif(SOUNDFONT is None, reason="pretty_midi's TimGM6mb.sf2 missing")

@@ -171,6 +171,7 @@ def _embeddings_root(root, rows):
     """A tiny encode_audio output: (source, soundfont, item, file, pooled vector) rows."""
     import json
 
+    from pianoeval.audio.encode import write_pooled
     from pianoeval.audio.encoders import save_embedding
 
     root.mkdir()
@@ -178,8 +179,10 @@ def _embeddings_root(root, rows):
     for _, _, _, file, vector in rows:
         (root / file).parent.mkdir(parents=True, exist_ok=True)
         save_embedding(root / file, {"pooled": np.asarray(vector, np.float32)})
-    pd.DataFrame([{"source": s, "soundfont": sf, "item": i, "file": f, "status": "ok", "error": "",
-                   "n_frames": 1} for s, sf, i, f, _ in rows]).to_csv(root / "index.csv", index=False)
+    index = pd.DataFrame([{"source": s, "soundfont": sf, "item": i, "file": f, "status": "ok",
+                           "error": "", "n_frames": 1} for s, sf, i, f, _ in rows])
+    index.to_csv(root / "index.csv", index=False)
+    write_pooled(index, root)
 
 
 def test_window_name_and_its_errors():

@@ -13,8 +13,8 @@ import math
 import os
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,7 @@ from pianoeval.align.resume import ResultCache
 from pianoeval.align.score import ScoreError, ScoreInfo, load_score
 from pianoeval.data.midi import MidiError, read_midi
 from pianoeval.data.segments import parse_segment, score_paths
+from pianoeval.fanout import LOCAL, Fanout, fan_out
 from pianoeval.features.inputs import build_items
 
 ALIGNMENT_COLUMNS = ("segment", "score_file", "matcher", "status", "n_matched", "n_inserted",
@@ -222,10 +223,11 @@ class AlignOutput:
 
 def align_items(items: list[Item], config: AlignConfig = AlignConfig(), n_jobs: int = 1,
                 chunksize: int | None = None, progress: bool = True,
-                cache_dir: str | Path | None = None) -> AlignOutput:
-    """Align every item, ``n_jobs`` worker processes (<= 0: all cores; 1: in this process).
-    With ``cache_dir``, each item's result is kept there as it finishes and reused by a later
-    call with the same inputs and code (``pianoeval.align.resume``): a killed run resumes."""
+                cache_dir: str | Path | None = None, fanout: Fanout = LOCAL) -> AlignOutput:
+    """Align every item, ``n_jobs`` worker processes (<= 0: all cores; 1: in this process), or
+    on the Dask cluster of ``fanout``. With ``cache_dir``, each item's result is kept there as
+    it finishes and reused by a later call with the same inputs and code
+    (``pianoeval.align.resume``): a killed run resumes."""
     cache_dir = None if cache_dir is None else str(cache_dir)
     names = [it.name for it in items]
     if len(set(names)) != len(names):
@@ -240,17 +242,12 @@ def align_items(items: list[Item], config: AlignConfig = AlignConfig(), n_jobs: 
     results = []
     start = time.perf_counter()
     _reset_cache()  # a forked worker must not inherit scores parsed by an earlier call
+    align_chunk = partial(_align_chunk, config=config, cache_dir=cache_dir)
     with tqdm(total=len(items), desc="align", unit="item", disable=not progress) as bar:
-        if workers == 1:
-            for chunk in chunks:
-                results += _align_chunk(chunk, config, cache_dir)
-                bar.update(len(chunk))
-        else:
-            with ProcessPoolExecutor(max_workers=workers, initializer=_reset_cache) as pool:
-                futures = {pool.submit(_align_chunk, c, config, cache_dir): len(c) for c in chunks}
-                for future in as_completed(futures):
-                    results += future.result()
-                    bar.update(futures[future])
+        for chunk, result in zip(chunks, fan_out(align_chunk, chunks, workers, fanout,
+                                                 initializer=_reset_cache)):
+            results += result
+            bar.update(len(chunk))
     _reset_cache()
     seconds = time.perf_counter() - start
     notes = [r[0] for r in results if r[0] is not None]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1]  # src/pianoeval
 CODE_FILES = ("align/*.py", "data/midi.py", "data/segments.py", "features/inputs.py",
-              "features/symbolic.py")
+              "features/symbolic.py", "features/kernel.py")
 
 
 @functools.cache

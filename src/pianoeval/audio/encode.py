@@ -1,14 +1,16 @@
-"""Encode rendered audio files with one encoder: per (item, soundfont) safetensors files."""
+"""Encode rendered audio files with one encoder: per (item, soundfont) safetensors files, and
+the pooled vectors of them all in one file (:data:`POOLED_FILE`), which is what the models read."""
 from __future__ import annotations
 
 import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from pianoeval.audio.checks import load_audio
-from pianoeval.audio.encoders import make_encoder, save_embedding
+from pianoeval.audio.encoders import POOLED_FILE, load_embedding, make_encoder, save_embedding
 from pianoeval.fanout import LOCAL, Fanout, fan_out
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,16 @@ def encoded_index(records: list[dict], tasks: list[tuple[str, str, str, str]],
     frame["file"] = [r.as_posix() for r in rel]
     frame.loc[frame["status"] != "ok", "file"] = ""
     return frame
+
+
+def write_pooled(frame: pd.DataFrame, out: Path) -> Path:
+    """Stack the ``pooled`` vectors of an :func:`encoded_index` frame's encoded files (rows with
+    status ok, in frame order) into ``out``/:data:`POOLED_FILE`."""
+    files = frame.loc[frame["status"] == "ok", "file"]
+    pooled = [load_embedding(out / f, ("pooled",))["pooled"] for f in files]
+    path = out / POOLED_FILE
+    save_embedding(path, {"pooled": np.stack(pooled) if pooled else np.zeros((0, 0), np.float32)})
+    return path
 
 
 def encoding_metrics(frame: pd.DataFrame, name: str, dim: int) -> dict:

@@ -339,6 +339,12 @@ def make_encoder(name: str, params: dict | None = None) -> AudioEncoder:
     return ENCODERS[name](**(params or {}))
 
 
+# The ``pooled`` vector of every encoded file, one row per index.csv row with status ok, in the
+# index's order (``audio.encode.write_pooled``): the models' one input, so that DVC hashes one
+# file for each of their stages rather than thousands.
+POOLED_FILE = "pooled.safetensors"
+
+
 def save_embedding(path: str | Path, arrays: dict[str, np.ndarray]) -> None:
     from safetensors.numpy import save_file
 

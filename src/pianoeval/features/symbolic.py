@@ -17,18 +17,19 @@ from __future__ import annotations
 import logging
 import math
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from functools import partial
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from pianoeval.data.midi import SOFT_CC, SUSTAIN_CC, MidiError, Performance, read_midi
+from pianoeval.data.midi import CONTROL_DTYPE, NOTE_DTYPE, MidiError, Performance, read_midi
+from pianoeval.fanout import fan_out
+from pianoeval.features import kernel
 
 log = logging.getLogger(__name__)
 
 CHORD_WINDOW_SEC = 0.03
-PEDAL_DOWN = 64  # the MIDI convention: CC value >= 64 is "on"
 
 PERFORMANCE_FEATURES = (
     "n_notes", "duration_sec", "onset_span_sec",
@@ -67,110 +68,49 @@ def onset_groups(onsets: np.ndarray, window_sec: float = CHORD_WINDOW_SEC) -> np
     """
     if not window_sec >= 0:  # a negative window would split unisons into 0-s IOIs
         raise ValueError(f"chord window must be >= 0 seconds, got {window_sec}")
-    group = np.empty(len(onsets), dtype=np.int64)
-    current, start = -1, -math.inf
-    for i, t in enumerate(onsets):
-        if t - start > window_sec:
-            current, start = current + 1, t
-        group[i] = current
-    return group
-
-
-def _cc_steps(controls: np.ndarray, number: int, t0: float, t1: float):
-    """The step function of one controller on [t0, t1]: (values, durations).
-
-    The value in force at t0 is the last event at or before t0 (0 if none: pedal up). Of several
-    events at the same instant only the last counts, as a receiver would end up there.
-    """
-    c = controls[controls["number"] == number]
-    times, values = c["time_sec"], c["value"].astype(float)
-    before = times <= t0
-    initial = values[before][-1] if before.any() else 0.0
-    inside = (times > t0) & (times < t1)
-    times, values = times[inside], values[inside]
-    last_at_time = np.append(times[1:] != times[:-1], True) if len(times) else np.empty(0, bool)
-    times, values = times[last_at_time], values[last_at_time]
-    starts = np.concatenate(([t0], times))
-    ends = np.concatenate((times, [t1]))
-    return np.concatenate(([initial], values)), ends - starts
-
-
-def _pedal_features(controls: np.ndarray, t0: float, t1: float) -> dict[str, float]:
-    span = t1 - t0
-    sustain, w = _cc_steps(controls, SUSTAIN_CC, t0, t1)
-    down = sustain >= PEDAL_DOWN
-    soft, w_soft = _cc_steps(controls, SOFT_CC, t0, t1)
-    return {
-        "sustain_down_ratio": float(w[down].sum() / span),
-        "pedal_half_ratio": float(w[(sustain >= 1) & ~down].sum() / span),
-        "sustain_mean_value": float((sustain * w).sum() / span),
-        # Counting threshold crossings, not CC events: continuous-pedal recordings send hundreds
-        # of CC64 events per segment, binary ones a few, for the same foot movement.
-        "sustain_changes_per_sec": float(np.count_nonzero(down[1:] != down[:-1]) / span),
-        "soft_down_ratio": float(w_soft[soft >= PEDAL_DOWN].sum() / span),
-    }
-
-
-def _polyphony_max(onsets: np.ndarray, offsets: np.ndarray) -> float:
-    """Most keys down at once; a note ending exactly when another starts does not overlap it."""
-    sounding = offsets > onsets  # zero-length notes never sound
-    times = np.concatenate((onsets[sounding], offsets[sounding]))
-    deltas = np.concatenate((np.ones(sounding.sum()), -np.ones(sounding.sum())))
-    order = np.lexsort((deltas, times))  # at equal times -1 sorts before +1
-    return float(np.cumsum(deltas[order]).max()) if len(times) else 0.0
+    return kernel.onset_groups(np.asarray(onsets, dtype=np.float64), float(window_sec))
 
 
 def performance_features(perf: Performance, *, chord_window_sec: float = CHORD_WINDOW_SEC
                          ) -> dict[str, float]:
     """Velocity, timing, articulation, pedal, polyphony and pitch summaries of one segment.
 
-    Timing uses onset groups (see ``onset_groups``): IOIs are between successive group onsets,
-    ``velocity_step_mean_abs`` is the mean absolute change of group-mean velocity. Legato and
-    articulation compare each note with the next group's onset (notes of the last group are left
-    out). Polyphony counts keys down, ignoring the sustain pedal. Standard deviations use ddof=0.
+    Notes are taken in (onset, pitch) order; the span runs from the first onset t0 to the last
+    note-off t1, and every rate divides by t1 - t0. Standard deviations use ddof=0,
+    percentiles interpolate linearly (numpy's default).
+
+    * ``velocity_*``, ``pitch_*``: mean, std, 10th and 90th percentile, range, lowest, highest.
+    * Timing uses onset groups (``onset_groups``): IOIs run between successive group onsets
+      (``ioi_median_sec``; ``ioi_cv`` = std / mean; ``log_ioi_std`` = std of log IOI);
+      ``onsets_per_sec`` counts groups; ``velocity_step_mean_abs`` is the mean absolute change
+      of group-mean velocity.
+    * ``legato_overlap_ratio``: the share of notes still down at the next group's onset;
+      ``articulation_ratio``: the median of duration / time to the next group's onset (notes of
+      the last group are left out of both).
+    * ``duration_median_sec``, ``duration_cv`` (std / mean); ``polyphony_mean`` = total note
+      duration / span, the time-average of keys down; ``polyphony_max``: most keys down at
+      once, a note ending exactly when another starts not overlapping it and zero-length notes
+      never sounding. Polyphony ignores the sustain pedal.
+    * Pedal, as step functions of CC64 and CC67 on [t0, t1] (the value in force at t0 is the
+      last event at or before it, 0 if none; of several events at one instant the last counts):
+      ``sustain_down_ratio`` (share of time >= 64), ``pedal_half_ratio`` (1 to 63),
+      ``sustain_mean_value`` (time-weighted value), ``sustain_changes_per_sec`` (crossings of
+      64, not CC events: continuous-pedal recordings send hundreds of events per segment,
+      binary ones a few, for the same foot movement), ``soft_down_ratio`` (CC67 >= 64).
     """
-    f = dict.fromkeys(PERFORMANCE_FEATURES, NAN)
-    notes = np.sort(perf.notes, order=["onset_sec", "pitch"])
-    n = len(notes)
-    f["n_notes"] = float(n)
-    if n == 0:
-        return f
-    onset, dur = notes["onset_sec"], notes["duration_sec"]
-    vel, pitch = notes["velocity"].astype(float), notes["pitch"].astype(float)
-    offset = onset + dur
-    t0, t1 = float(onset[0]), float(offset.max())
-    span = t1 - t0
-    f["duration_sec"], f["onset_span_sec"] = span, float(onset[-1] - t0)
+    return feature_rows([perf], chord_window_sec)[0]
 
-    f["velocity_mean"], f["velocity_std"] = vel.mean(), vel.std()
-    f["velocity_p10"], f["velocity_p90"] = np.percentile(vel, [10, 90])
-    f["velocity_range"] = vel.max() - vel.min()
-    f["pitch_mean"], f["pitch_std"] = pitch.mean(), pitch.std()
-    f["pitch_low"], f["pitch_high"] = pitch.min(), pitch.max()
-    f["pitch_range"] = pitch.max() - pitch.min()
-    f["duration_median_sec"] = float(np.median(dur))
-    f["duration_cv"] = _ratio(dur.std(), dur.mean())
-    f["polyphony_max"] = _polyphony_max(onset, offset)
 
-    group = onset_groups(onset, chord_window_sec)
-    n_groups = int(group[-1]) + 1
-    group_onset = onset[np.flatnonzero(np.diff(group, prepend=-1))]
-    if n_groups >= 2:
-        ioi = np.diff(group_onset)  # > chord_window_sec >= 0 by construction, so log is safe
-        f["ioi_median_sec"] = float(np.median(ioi))
-        f["ioi_cv"] = _ratio(ioi.std(), ioi.mean())
-        f["log_ioi_std"] = float(np.log(ioi).std())
-        group_vel = np.bincount(group, weights=vel) / np.bincount(group)
-        f["velocity_step_mean_abs"] = float(np.abs(np.diff(group_vel)).mean())
-        has_next = group < n_groups - 1
-        next_onset = group_onset[group[has_next] + 1]
-        f["legato_overlap_ratio"] = float((offset[has_next] > next_onset).mean())
-        f["articulation_ratio"] = float(np.median(dur[has_next] / (next_onset - onset[has_next])))
-    if span > 0:
-        f["onsets_per_sec"], f["notes_per_sec"] = n_groups / span, n / span
-        f["polyphony_mean"] = float(dur.sum() / span)  # time-average of keys down
-        f.update(_pedal_features(perf.controls, t0, t1))
-    return {k: float(v) for k, v in f.items()}
+def feature_rows(performances: list[Performance], chord_window_sec: float = CHORD_WINDOW_SEC
+                 ) -> list[dict[str, float]]:
+    """``performance_features`` of each performance, in one compiled pass over them all
+    (``features.kernel``: the formulas above, bit-identical to computing them with numpy)."""
+    notes = np.concatenate([p.notes for p in performances] or [np.empty(0, NOTE_DTYPE)])
+    controls = np.concatenate([p.controls for p in performances] or [np.empty(0, CONTROL_DTYPE)])
+    starts = lambda parts: np.cumsum([0] + [len(x) for x in parts])  # noqa: E731
+    matrix = kernel.feature_matrix(notes, starts(p.notes for p in performances), controls,
+                                   starts(p.controls for p in performances), chord_window_sec)
+    return [dict(zip(PERFORMANCE_FEATURES, row)) for row in matrix.tolist()]
 
 
 def compare_to_score(perf_f: dict[str, float], score_f: dict[str, float] | None
@@ -210,39 +150,44 @@ def score_relative_features(perf: Performance, score: Performance | None, *,
 _SCORE_CACHE: dict[tuple[str, float], dict[str, float] | str] = {}
 
 
-def _score_features(path: str | None, window: float) -> tuple[dict[str, float] | None, str | None]:
-    if path is None:
-        return None, None
-    key = (path, window)
-    if key not in _SCORE_CACHE:
+def _cache_scores(paths: set[str], window: float) -> None:
+    """Read the scores of ``paths`` not cached yet and cache their features (or the reason
+    they cannot be used)."""
+    readable = []
+    for path in sorted(p for p in paths if (p, window) not in _SCORE_CACHE):
         try:
             score = read_midi(path)
-            _SCORE_CACHE[key] = (performance_features(score, chord_window_sec=window)
-                                 if len(score.notes) else f"score {path}: no notes")
+            if len(score.notes):
+                readable.append((path, score))
+            else:
+                _SCORE_CACHE[path, window] = f"score {path}: no notes"
         except MidiError as exc:
-            _SCORE_CACHE[key] = f"score {exc}"
-    cached = _SCORE_CACHE[key]
-    if isinstance(cached, str):
-        return None, f"{cached}; score features set to NaN"
-    return cached, None
+            _SCORE_CACHE[path, window] = f"score {exc}"
+    for (path, _), features in zip(readable, feature_rows([s for _, s in readable], window)):
+        _SCORE_CACHE[path, window] = features
 
 
 def _extract_chunk(chunk: list[tuple[str, str, str | None]], window: float):
     """Worker: (rows, failures, warnings) for a list of (segment, perf_path, score_path)."""
-    rows, failures, warnings = [], [], []
+    read, failures, warnings = [], [], []
     for segment, perf_path, score_path in chunk:
         try:
             perf = read_midi(perf_path)
             if len(perf.notes) == 0:
                 raise MidiError(f"{perf_path}: no notes")
-            perf_f = performance_features(perf, chord_window_sec=window)
         except Exception as exc:  # one bad file must never stop the batch; it is reported
             error = str(exc) if isinstance(exc, MidiError) else f"{type(exc).__name__}: {exc}"
             failures.append({"segment": segment, "file": perf_path, "error": error})
             continue
-        score_f, warning = _score_features(score_path, window)
-        if warning:
-            warnings.append(warning)
+        read.append((segment, perf, score_path))
+    _cache_scores({score for _, _, score in read if score is not None}, window)
+    rows = []
+    for (segment, _, score_path), perf_f in zip(read, feature_rows([p for _, p, _ in read],
+                                                                   window)):
+        score_f = None if score_path is None else _SCORE_CACHE[score_path, window]
+        if isinstance(score_f, str):
+            warnings.append(f"{score_f}; score features set to NaN")
+            score_f = None
         rows.append({"segment": segment, **perf_f, **compare_to_score(perf_f, score_f)})
     return rows, failures, warnings
 
@@ -277,18 +222,14 @@ def extract_features(items, n_jobs: int = 1, *, chord_window_sec: float = CHORD_
 
     rows, failures, warnings = [], [], []
     _reset_cache()  # a forked worker must not inherit scores parsed by an earlier call
+    extract = partial(_extract_chunk, window=chord_window_sec)
     with tqdm(total=len(items), desc="features", unit="seg", disable=not progress) as bar:
-        if workers == 1:
-            results = (_extract_chunk(chunk, chord_window_sec) for chunk in chunks)
-            for chunk, result in zip(chunks, results):
-                _collect(result, rows, failures, warnings)
-                bar.update(len(chunk))
-        else:
-            with ProcessPoolExecutor(max_workers=workers, initializer=_reset_cache) as pool:
-                futures = {pool.submit(_extract_chunk, c, chord_window_sec): len(c) for c in chunks}
-                for future in as_completed(futures):
-                    _collect(future.result(), rows, failures, warnings)
-                    bar.update(futures[future])
+        for chunk, (r, f, w) in zip(chunks, fan_out(extract, chunks, workers,
+                                                    initializer=_reset_cache)):
+            rows += r
+            failures += f
+            warnings += w
+            bar.update(len(chunk))
     _reset_cache()
     for warning in sorted(set(warnings)):
         log.warning(warning)
@@ -297,10 +238,3 @@ def extract_features(items, n_jobs: int = 1, *, chord_window_sec: float = CHORD_
     frame = pd.DataFrame(rows, columns=["segment", *FEATURES])
     frame = frame.sort_values("segment", ignore_index=True)
     return frame, sorted(failures, key=lambda f: f["segment"])
-
-
-def _collect(result, rows: list, failures: list, warnings: list) -> None:
-    r, f, w = result
-    rows.extend(r)
-    failures.extend(f)
-    warnings.extend(w)

@@ -47,20 +47,25 @@ def window_name(file: str) -> str:
 def load_pooled(root: str | Path, source: str, soundfont: str, windows: bool = False
                 ) -> tuple[pd.DataFrame, list[str]]:
     """The pooled embeddings of one (source, soundfont) as a table ``segment`` + ``emb_*``
-    columns (named after the encoder's feature names in ``config.json``). ``windows``: the
+    columns (named after the encoder's feature names in ``config.json``), read from
+    ``pooled.safetensors`` (``audio.encode.write_pooled``) and ``index.csv``. ``windows``: the
     source's renders are windows of longer performances (ASAP/MAESTRO), named by
     :func:`window_name` rather than by their performance."""
-    from pianoeval.audio.encoders import load_embedding
+    from pianoeval.audio.encoders import POOLED_FILE, load_embedding
 
     root = Path(root)
     config = json.loads((root / "config.json").read_text())
     index = pd.read_csv(root / "index.csv", keep_default_na=False)
-    rows = index[(index["status"] == "ok") & (index["source"] == source)
-                 & (index["soundfont"] == soundfont)]
+    encoded = index[index["status"] == "ok"].reset_index(drop=True)
+    pooled = load_embedding(root / POOLED_FILE, ("pooled",))["pooled"]
+    if len(pooled) != len(encoded):
+        raise ValueError(f"{root / POOLED_FILE}: {len(pooled)} rows, but index.csv lists "
+                         f"{len(encoded)} encoded files: re-run encode_audio")
+    rows = encoded[(encoded["source"] == source) & (encoded["soundfont"] == soundfont)]
     if rows.empty:
         raise ValueError(f"{root}: no embeddings for source {source!r}, soundfont {soundfont!r} "
                          f"(have: {sorted(set(index['soundfont']))})")
-    matrix = np.stack([load_embedding(root / f, ("pooled",))["pooled"] for f in rows["file"]])
+    matrix = pooled[rows.index.to_numpy()]
     names = [f"emb_{n}" for n in config.get("feature_names", range(matrix.shape[1]))]
     if len(names) != matrix.shape[1]:
         names = [f"emb_{i:04d}" for i in range(matrix.shape[1])]
