@@ -17,9 +17,9 @@ from pathlib import Path
 import pandas as pd
 
 from pianoeval.params import load_params, merge_params
-from pianoeval.train.contrastive import ContrastiveConfig
-from pianoeval.train.fusion import FusionConfig, fit_fold, fold_tasks
-from pianoeval.train.fusion_data import load_aux, load_fusion_data, load_window_pairs
+from pianoeval.fusion.contrastive import ContrastiveConfig
+from pianoeval.fusion.train import FusionConfig, fit_fold, fold_tasks
+from pianoeval.fusion.data import load_aux, load_fusion_data, load_window_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
@@ -32,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     params = ROOT / "params.yaml"
     section = load_params("train_fusion", params)
-    contrastive = ContrastiveConfig.settings(load_params("align_contrastive", params))
+    contrastive = ContrastiveConfig.settings(load_params("contrastive_heads", params))
     base = FusionConfig.from_dict(section["model"])
     data = load_fusion_data(ROOT / "data/labels.csv", ROOT / "data/features/features.csv",
                             ROOT / "data/embeddings" / section["encoder"], section["source"],

@@ -1,9 +1,12 @@
-"""`make bench`: pipeline timings on this machine -> benchmarks/results.md.
+"""`make bench`: pipeline timings on this machine -> benchmarks/results.md (and the figures the
+README's runtime line is generated from, benchmarks/results.json).
 
-No-op `dvc repro`, and ingest and feature throughput next to the raw symusic parse rate of the
-same files; the cold `make repro` is timed stage by stage by benchmarks/stages.py.
+`make test` on a clean clone (what CI runs), no-op `dvc repro`, and ingest and feature
+throughput next to the raw symusic parse rate of the same files; the cold `make repro` is timed
+stage by stage by benchmarks/stages.py.
 """
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -42,6 +45,25 @@ def timed(cmd, cwd, env=None) -> float:
     return time.perf_counter() - start
 
 
+def fresh_clone(parent: Path) -> Path:
+    """A clone of this repository's HEAD in ``parent``/main, beside a link to ../shared (so
+    ``ingest.mirror`` resolves as in CI)."""
+    clone = parent / "main"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
+    (parent / "shared").symlink_to(ROOT.parent / "shared")
+    return clone
+
+
+def make_test_seconds() -> float:
+    """Wall seconds of `make test` (set-up, then pytest) on a fresh clone, as CI runs it."""
+    with tempfile.TemporaryDirectory(prefix="pianoeval_make_test_") as tmp:
+        clone = fresh_clone(Path(tmp))
+        start = time.perf_counter()
+        subprocess.run(["make", "test"], cwd=clone, check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        return time.perf_counter() - start
+
+
 def parse_rate(paths: list[Path]) -> tuple[float, float]:
     """Raw symusic parse of the same files: (files/s, notes/s)."""
     start = time.perf_counter()
@@ -57,9 +79,12 @@ def main() -> None:
     ingest = load_params("ingest", ROOT / "params.yaml")
     mirror = mirror_folder(ROOT / ingest["mirror"])  # an absolute ingest.mirror stays as it is
     rows = [("cold `make repro`", "stage by stage in [stages.md](stages.md) (`benchmarks/stages.py`)")]
+    make_test = make_test_seconds()
+    rows.append(("`make test` on a fresh clone (set-up and pytest, as CI runs it)",
+                 f"{make_test:.0f} s"))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    noop = [timed(["dvc", "repro"], ROOT, env) for _ in range(3)]
-    rows.append(("no-op `dvc repro` (median of 3)", f"{statistics.median(noop):.2f} s"))
+    noop = statistics.median(timed(["dvc", "repro"], ROOT, env) for _ in range(3))
+    rows.append(("no-op `dvc repro` (median of 3)", f"{noop:.2f} s"))
 
     src = mirror / ingest["sources"]["percepiano"]["dir"]
     midi = sorted(p for p in src.rglob("*.mid"))
@@ -99,6 +124,9 @@ def main() -> None:
         f"# Benchmarks\n\nMachine: {machine()}. Measured {time.strftime('%Y-%m-%d')} by "
         f"`make bench` (`benchmarks/run.py`); wall-clock seconds, one run unless stated, files "
         f"in the page cache.\n\n| what | result |\n|---|---|\n{table}\n")
+    args.out.with_suffix(".json").write_text(json.dumps(
+        {"machine": machine(), "measured": time.strftime("%Y-%m-%d"),
+         "make_test_s": round(make_test, 1), "noop_repro_s": round(noop, 2)}, indent=2) + "\n")
     print(args.out.read_text())
 
 

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from run import machine  # benchmarks/run.py: the machine line every benchmark page carries
+from run import fresh_clone, machine  # benchmarks/run.py
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,13 +41,6 @@ def stage_order(clone: Path, env: dict) -> list[str]:
     dry = subprocess.run(["dvc", "repro", "--dry", "--force"], cwd=clone, env=env, check=True,
                          capture_output=True, text=True).stdout
     return re.findall(r"Running stage '([^']+)'", dry)
-
-
-def fresh_clone(parent: Path) -> Path:
-    clone = parent / "main"
-    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-    (parent / "shared").symlink_to(ROOT.parent / "shared")
-    return clone
 
 
 def measure(clone: Path, log_path: Path, resume: bool, only: list[str] | None) -> None:
@@ -90,14 +83,28 @@ def read_log(log_path: Path) -> list[dict]:
     return [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
 
 
+def timed_stages(records: list[dict]) -> tuple[list[str], list[dict]]:
+    """(the planned stages, the records of those timed so far)."""
+    plan = next((r["stages"] for r in records if r["stage"] == "plan"), [])
+    return plan, [r for r in records if r["stage"] in plan]
+
+
+def summary(records: list[dict], machine_line: str) -> dict:
+    """benchmarks/stages.json, which the README's runtime line is generated from."""
+    plan, stages = timed_stages(records)
+    return {"machine": machine_line, "planned": len(plan), "timed": len(stages),
+            "complete": len(stages) == len(plan) > 0,
+            "wall_s": round(sum(r["wall_s"] for r in stages), 1),
+            "cpu_s": round(sum(r["cpu_s"] for r in stages), 1)}
+
+
 def table(records: list[dict], machine_line: str) -> str:
     """The markdown page: one row per stage, the DAG total and each stage's share of it; with
     stages still to time (an interrupted run), says which."""
-    plan = next((r["stages"] for r in records if r["stage"] == "plan"), None)
+    plan, stages = timed_stages(records)
     records = [r for r in records if r["stage"] != "plan"]
-    stages = [r for r in records if r["stage"] not in ("make setup",) and r["cpu_s"] is not None]
     timed = {r["stage"] for r in stages}
-    missing = [s for s in plan or [] if s not in timed]
+    missing = [s for s in plan if s not in timed]
     total_wall = sum(r["wall_s"] for r in stages)
     total_cpu = sum(r["cpu_s"] for r in stages)
     rows = [f"| {r['stage']}{' (up to date: outputs in git)' if r.get('skipped') else ''} | "
@@ -133,7 +140,10 @@ def main() -> None:
         clone = args.clone or fresh_clone(Path(tempfile.mkdtemp(prefix="pianoeval_stages_")))
         print(f"timing stages in {clone}", flush=True)
         measure(clone, args.log, args.resume, args.stages)
-    args.out.write_text(table(read_log(args.log), machine()))
+    records = read_log(args.log)
+    args.out.write_text(table(records, machine()))
+    args.out.with_suffix(".json").write_text(json.dumps(summary(records, machine()), indent=2)
+                                             + "\n")
     print(args.out.read_text())
 
 

@@ -14,8 +14,8 @@ import pandas as pd
 
 from pianoeval.align.batch import AlignConfig, align_items, limit_items, source_items
 from pianoeval.config import load_config
+from pianoeval.logs import setup_logging
 
-log = logging.getLogger("align")
 FLOAT_FORMAT = "%.7g"  # ms precision on a 2,000 s performance; halves notes.csv
 
 
@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="default: data/align/<source>")
     parser.add_argument("--timing", type=Path, help="default: data/align_timing/<source>.csv")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    log = setup_logging("align")
     # AutomaticNoteMatcher logs every window it subsamples ("high number of combinations")
     logging.getLogger("parangonar").setLevel(logging.ERROR)
     config, fanout = load_config("align"), load_config("fanout")  # checked before any work

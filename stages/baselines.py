@@ -6,10 +6,11 @@ from pathlib import Path
 import joblib
 import pandas as pd
 
+from pianoeval.config import load_config
 from pianoeval.data.dimensions import DIMENSIONS
+from pianoeval.evaluate.inputs import write_predictions
 from pianoeval.features.sets import feature_set
 from pianoeval.models.baselines import cross_fit
-from pianoeval.config import load_config
 
 
 def main() -> None:
@@ -30,10 +31,7 @@ def main() -> None:
         feature_cols = feature_set(all_cols, features_name)
         predictions, models = cross_fit(estimator, config.model_dump(), data, feature_cols,
                                         splits, config.splits)
-        out = Path("metrics/predictions") / name
-        out.mkdir(parents=True, exist_ok=True)
-        for protocol, frame in predictions.items():
-            frame.to_csv(out / f"{protocol}.csv", index=False, float_format="%.6f")
+        write_predictions(Path("metrics/predictions") / name, predictions)
         joblib.dump({"features": feature_cols, "dimensions": list(DIMENSIONS), "models": models},
                     Path("models/baselines") / f"{name}.joblib")
         logging.info("%s: wrote %s", name, sorted(predictions))

@@ -5,19 +5,17 @@ Writes data/degrade/samples.csv (one row per sample: item, source, work, family,
 and metrics/degrade.json (counts). Steps: pianoeval.degrade.batch."""
 import argparse
 import json
-import logging
 import time
 from pathlib import Path
 
 import pandas as pd
 
 from pianoeval.align.batch import AlignConfig
+from pianoeval.config import load_config
 from pianoeval.degrade.batch import PAIR_COLUMNS, audio_samples, clean_items, degrade_metrics
 from pianoeval.degrade.generate import GenerateConfig, generate, samples_frame
 from pianoeval.degrade.tiers import tier_pairs
-from pianoeval.config import load_config
-
-log = logging.getLogger("degrade")
+from pianoeval.logs import setup_logging
 
 
 def main() -> None:
@@ -25,7 +23,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("data/degrade"))
     parser.add_argument("--metrics", type=Path, default=Path("metrics/degrade.json"))
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    log = setup_logging("degrade")
     cfg, fanout = load_config("degrade"), load_config("fanout")  # both checked before any work
     params = cfg.model_dump()
     items, alignments = clean_items(params["sources"], Path("data/raw"), Path("data/align"))

@@ -9,7 +9,6 @@ metrics/encode_audio.json (counts; timings stay in the log).
 """
 import argparse
 import json
-import logging
 import shutil
 import time
 from pathlib import Path
@@ -20,8 +19,7 @@ from pianoeval.audio.encode import (INDEX_COLUMNS, encode_files, encoded_index, 
                                     encoding_tasks, write_pooled)
 from pianoeval.audio.encoders import make_encoder, write_config
 from pianoeval.config import load_config
-
-log = logging.getLogger("encode_audio")
+from pianoeval.logs import setup_logging
 
 
 def main() -> None:
@@ -30,12 +28,11 @@ def main() -> None:
                          ("metrics", "metrics/encode_audio.json")):
         parser.add_argument(f"--{arg}", type=Path, default=Path(default))
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    log = setup_logging("encode_audio")
     cfg, fanout = load_config("encode_audio"), load_config("fanout")  # both checked first
     name, sources, workers = cfg.encoder, list(cfg.sources), cfg.workers
     enc_params = getattr(cfg, name).model_dump()  # the block encode_audio.<encoder>
-    # Fails fast (e.g. missing MERT weights); not kept, as encode_files builds its own encoder
-    config = make_encoder(name, enc_params).config()
+    config = make_encoder(name, enc_params).config()  # fails fast, e.g. without MERT weights
     out = args.out / name
     shutil.rmtree(out, ignore_errors=True)  # no stale embeddings of an earlier run
     index = pd.read_csv(args.audio / "index.csv", keep_default_na=False)

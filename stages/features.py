@@ -6,18 +6,16 @@ then the `align_*` ones) and metrics/features.json.
 """
 import argparse
 import json
-import logging
 import time
 from pathlib import Path
 
 import pandas as pd
 
 from pianoeval.align.aggregate import merge_alignment_features
+from pianoeval.config import load_config
 from pianoeval.features.inputs import build_items
 from pianoeval.features.symbolic import extract_features
-from pianoeval.config import load_config
-
-log = logging.getLogger("features")
+from pianoeval.logs import setup_logging
 
 
 def main() -> None:
@@ -28,7 +26,7 @@ def main() -> None:
     parser.add_argument("--align", type=Path,
                         default=Path("data/align/percepiano/segment_features.csv"))
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    log = setup_logging("features")
     cfg = load_config("features")
 
     items = build_items(pd.read_csv(args.raw / "manifest.csv"), args.raw)

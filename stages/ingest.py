@@ -8,15 +8,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from pianoeval.data.ingest import MANIFEST_COLUMNS, ingest_tree, source_folder, summarise
 from pianoeval.config import load_config
+from pianoeval.data.ingest import MANIFEST_COLUMNS, ingest_tree, source_folder, summarise
+from pianoeval.logs import setup_logging
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("source", help="percepiano, maestro or giantmidi")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     cfg = load_config("ingest")
 
     if args.source not in cfg.sources:

@@ -7,7 +7,6 @@ per output file, relative paths) and metrics/render.json (counts; timings stay i
 """
 import argparse
 import json
-import logging
 import shutil
 import time
 from pathlib import Path
@@ -16,8 +15,7 @@ from pianoeval.audio.render import RenderConfig, available_soundfonts
 from pianoeval.audio.render_batch import (render_all, render_index, render_jobs, render_metrics,
                                           speed_line)
 from pianoeval.config import load_config
-
-log = logging.getLogger("render")
+from pianoeval.logs import setup_logging
 
 
 def main() -> None:
@@ -26,7 +24,7 @@ def main() -> None:
                          ("out", "data/audio"), ("metrics", "metrics/render.json")):
         parser.add_argument(f"--{arg}", type=Path, default=Path(default))
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    log = setup_logging("render")
     cfg, fanout = load_config("render"), load_config("fanout")  # both checked before any work
     config = RenderConfig.from_params(cfg.model_dump())
     soundfonts = available_soundfonts(cfg.soundfonts)

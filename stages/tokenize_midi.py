@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from pianoeval.config import load_config
+from pianoeval.logs import setup_logging
 from pianoeval.tokens import build
 from pianoeval.tokens.corpus import heldout_works, percepiano_test_segments
 from pianoeval.tokens.tokenizer import make_tokenizer
-
-log = logging.getLogger("tokenize")
 
 
 def main() -> None:
@@ -31,7 +29,7 @@ def main() -> None:
                          ("splits", "data/splits.csv"), ("out", "data/tokens")):
         parser.add_argument(f"--{arg}", default=default)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    log = setup_logging("tokenize")
     p, raw, out = load_config("tokenize", args.params).model_dump(), Path(args.raw), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     table = build.read_corpus_table(raw, p["giantmidi_roles"], p["exclude_works"])

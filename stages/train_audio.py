@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from pianoeval.models.audio import load_pooled
+from pianoeval.audio.encode import load_pooled
+from pianoeval.audio_only.train import (cross_soundfont_report, cross_soundfonts, fit_audio_models,
+                                        labelled)
+from pianoeval.evaluate.inputs import write_predictions
 from pianoeval.params import load_params
-from pianoeval.train.audio import (cross_soundfont_report, cross_soundfonts, fit_audio_models,
-                                   labelled)
 
 log = logging.getLogger("train_audio")
 
@@ -40,11 +41,8 @@ def main() -> None:
     data, cols = table(params["soundfont"])
     log.info("%s/%s: %d segments x %d features", encoder, params["soundfont"], len(data), len(cols))
     for model, predictions in fit_audio_models(params, data, cols, splits):
-        out = args.predictions / f"audio_{encoder}_{model}"
-        out.mkdir(parents=True, exist_ok=True)
-        for protocol, frame in predictions.items():
-            frame.to_csv(out / f"{protocol}.csv", index=False, float_format="%.6f")
-        log.info("%s: %s", out, sorted(predictions))
+        write_predictions(args.predictions / f"audio_{encoder}_{model}", predictions)
+        log.info("audio_%s_%s: %s", encoder, model, sorted(predictions))
 
     index = pd.read_csv(root / "index.csv", keep_default_na=False)
     tables = {sf: table(sf) for sf in cross_soundfonts(index, source, params["cross_soundfont"])}

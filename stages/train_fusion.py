@@ -12,9 +12,9 @@ import logging
 import time
 from pathlib import Path
 
+from pianoeval.fusion.contrastive import ContrastiveConfig
+from pianoeval.fusion.variants import FusionInputs, FusionModels, write_fusion_model
 from pianoeval.params import load_params, resolve_profile
-from pianoeval.train.contrastive import ContrastiveConfig
-from pianoeval.train.fusion_stage import FusionInputs, FusionModels, write_fusion_model
 
 log = logging.getLogger("train_fusion")
 
@@ -36,7 +36,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     section = resolve_profile(load_params("train_fusion", args.params), "train_fusion")
     models = FusionModels(
-        section, ContrastiveConfig.settings(load_params("align_contrastive", args.params)),
+        section, ContrastiveConfig.settings(load_params("contrastive_heads", args.params)),
         load_params("tokenize", args.params)["exclude_works"],
         FusionInputs(Path(args.labels), Path(args.features),
                      Path(args.embeddings) / section["encoder"], Path(args.splits),

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from pianoeval.params import load_params
-from pianoeval.train.tiers import ranker_config, score_modalities
+from pianoeval.tier_ranker.train import ranker_config, score_modalities
 
 
 def main() -> None:

@@ -304,7 +304,7 @@ def test_missing_weights_fail_fast_with_instructions(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- audio-only models
 
 def test_mlp_head_early_stops_on_validation_and_is_deterministic():
-    from pianoeval.models.audio import MLPHead
+    from pianoeval.audio_only.model import MLPHead
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(120, 10))

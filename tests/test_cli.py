@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from pianoeval.cli import BEGIN, END, main, render_readme
+from pianoeval.cli import (BEGIN, END, RUNTIMES_BEGIN, RUNTIMES_END, main, render_readme,
+                           runtimes_markdown)
 from pianoeval.evaluate.headline import cell, headline_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +34,8 @@ def test_readme_check_fails_when_the_table_is_stale(tmp_path, monkeypatch):
 def test_readme_has_no_result_numbers_outside_generated_blocks():
     """Every measured number in the README comes from a generated block."""
     text = (ROOT / "README.md").read_text()
-    text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), "", text, flags=re.S)
+    for begin, end in ((BEGIN, END), (RUNTIMES_BEGIN, RUNTIMES_END)):
+        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), "", text, flags=re.S)
     text = re.sub(r"```.*?```", "", text, flags=re.S)  # code blocks
     text = re.sub(r"`[^`]*`", "", text)  # inline code
     text = re.sub(r"CC BY[-A-Z]* \d\.\d", "", text)  # licence versions
@@ -64,3 +66,24 @@ def test_readme_claim_about_the_label_model_matches_the_metrics():
     weak = json.loads((ROOT / "metrics" / "weak_labels.json").read_text())["holdout_works"]
     assert "does not earn its place over majority vote" in (ROOT / "README.md").read_text()
     assert weak["label_model"]["accuracy"] <= weak["majority_vote"]["accuracy"]
+
+
+def test_runtime_line_says_when_the_cold_run_is_only_partly_timed(tmp_path, monkeypatch):
+    bench = {"machine": "a 2-core box", "make_test_s": 290.0, "noop_repro_s": 4.06}
+    partial = {"planned": 47, "timed": 16, "complete": False, "wall_s": 2666.7}
+    line = runtimes_markdown(partial, bench)
+    assert line.startswith("On a 2-core box (`make bench`): `make test` took 4.8 min")
+    assert "not fully timed yet: 16 of 47 stages took 44 min" in line and "4.1 s" in line
+    full = runtimes_markdown({**partial, "timed": 47, "complete": True, "wall_s": 3540}, bench)
+    assert "a cold `make repro` 59 min (" in full and "not fully" not in full
+    unmeasured = runtimes_markdown({**partial, "machine": "a 2-core box"}, None)
+    assert "`make test` and a no-op `dvc repro` are not measured yet" in unmeasured
+
+    monkeypatch.chdir(ROOT)
+    readme = tmp_path / "README.md"
+    readme.write_text((ROOT / "README.md").read_text())
+    (tmp_path / "bench.json").write_text(json.dumps({**bench, "make_test_s": 999.0}))
+    assert main(["readme", "--check", "--readme", str(readme),
+                 "--bench", str(tmp_path / "bench.json")]) == 1  # another make test time
+    assert main(["readme", "--readme", str(readme), "--bench", str(tmp_path / "bench.json")]) == 0
+    assert "`make test` took 16.6 min" in readme.read_text()

@@ -1,16 +1,16 @@
-"""The `align_contrastive` stage's steps (pianoeval.train.contrastive_stage) on toy pairs."""
+"""The `contrastive_heads` stage's steps (pianoeval.fusion.contrastive_heads) on toy pairs."""
 import logging
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from pianoeval.train.contrastive import ContrastiveConfig, heldout_retrieval
-from pianoeval.train.contrastive_stage import (PROTOCOL, audio_views, checkpoint,
-                                               contrastive_report, fit_all_pairs, format_scores,
-                                               heldout_by_fold, retrieval_and_heads,
-                                               retrieval_protocols, with_windows)
-from pianoeval.train.fusion_data import FusionData, WindowPairs
+from pianoeval.fusion.contrastive import ContrastiveConfig, heldout_retrieval
+from pianoeval.fusion.contrastive_heads import (PROTOCOL, audio_views, checkpoint,
+                                                contrastive_report, fit_all_pairs, format_scores,
+                                                heldout_by_fold, retrieval_and_heads,
+                                                retrieval_protocols, with_windows)
+from pianoeval.fusion.data import FusionData, WindowPairs
 
 CFG = ContrastiveConfig(d_shared=4, epochs=2, batch_size=8)
 
@@ -109,7 +109,7 @@ def test_retrieval_and_heads_count_every_training(caplog):
         retrieval, heads, history = retrieval_and_heads(views, ["A"], midi, ["0"] * 4 + ["1"] * 4,
                                                         window_works, CFG)
     # 2 PercePiano works + 2 ASAP groups (2 works) + all pairs
-    assert "align_contrastive: 5/5 head trainings (100%)" in caplog.text
+    assert "contrastive_heads: 5/5 head trainings (100%)" in caplog.text
     assert retrieval == retrieval_protocols(views, ["A"], midi, ["0"] * 4 + ["1"] * 4,
                                             window_works, CFG)
     assert len(history) == CFG.epochs

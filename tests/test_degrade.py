@@ -14,7 +14,7 @@ from pianoeval.degrade.generate import (CleanAlignment, CleanItem, GenerateConfi
 from pianoeval.degrade.preserving import augment, scale_tempo, transpose
 from pianoeval.degrade.tiers import Sample, degrade_midi, draw_variant, tier_pairs
 from pianoeval.evaluate.ranking import mean_kendall_tau, pairwise_accuracy
-from pianoeval.models.tiers import RankerConfig, fit_tier_scorer
+from pianoeval.tier_ranker.model import RankerConfig, fit_tier_scorer
 
 LEVELS = {
     "timing": {"jitter_ms": [20, 50, 100], "drift_depth": [0.03, 0.06, 0.12]},

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from pianoeval.data.download import sha256_file
 from pianoeval.data.labels import rating_segment_name
 from pianoeval.data.segments import parse_segment
 
@@ -95,7 +96,7 @@ def test_pipeline_end_to_end(tmp_path):
     params["finetune_midi"]["n_jobs"] = 1
     params["finetune_midi"]["splits"] = ["piece"]
     params["finetune_midi"]["train"].update(max_epochs=1)
-    params["align_contrastive"]["epochs"] = 3
+    params["contrastive_heads"]["epochs"] = 3
     params["train_fusion"]["model"].update(d_shared=16, head_hidden=16, stage1_epochs=8,
                                            stage2_epochs=4, patience=3)
     params["train_fusion"]["models"] = {  # every loss term in one model, lopo included
@@ -210,6 +211,24 @@ def test_pipeline_end_to_end(tmp_path):
         ["dvc", "status", "--json"], cwd=repo, env=env, capture_output=True, text=True, check=True).stdout)
     assert set(status()) == {"ingest@giantmidi"}
     first.write_bytes(original)
+    assert status() == {}
+
+    # ... and the copies the stages read: those stages depend on the sha256 that ingest's
+    # manifests and render's index list for every file, so each file must be listed with its
+    # hash, and an edited copy makes the stage that wrote it stale (its rerun restores it)
+    for folder, listing in [(repo / "data" / "raw" / s, "manifest.csv") for s in
+                            ("percepiano", "maestro", "giantmidi")] + [(repo / "data" / "audio",
+                                                                        "index.csv")]:
+        listed = pd.read_csv(folder / listing, keep_default_na=False)
+        listed = listed[listed["status"] == "ok"]
+        on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+        assert set(listed["file"]) == on_disk - {"manifest.csv", "index.csv", "config.json"}
+        assert all(sha256_file(folder / f) == h for f, h in zip(listed["file"], listed["sha256"]))
+    copy = next((repo / "data" / "raw" / "percepiano" / "midi").glob("*.mid"))
+    original = copy.read_bytes()
+    copy.write_bytes(original + b"\0")
+    assert set(status()) == {"ingest@percepiano"}
+    copy.write_bytes(original)
     assert status() == {}
 
     run(["git", "add", "-A"], repo, env)

@@ -10,7 +10,7 @@ import soundfile as sf
 from pianoeval.audio.encode import (INDEX_COLUMNS, encode_files, encoded_index, encoding_metrics,
                                     encoding_tasks, write_pooled)
 from pianoeval.audio.encoders import POOLED_FILE, load_embedding
-from pianoeval.models.audio import load_pooled
+from pianoeval.audio.encode import load_pooled
 
 SR = 24000
 

@@ -111,10 +111,12 @@ def test_encode_on_the_cluster_matches_the_local_pool(tmp_path, dask):
                  for k in range(10)]
         return encode_files(tasks, "spectral", {}, workers=2, progress=False, fanout=fanout)
 
-    strip = lambda records: [{k: v for k, v in r.items() if k != "cpu_sec"} for r in records]
+    strip = lambda records: [{k: v for k, v in r.items() if k not in ("cpu_sec", "pooled")}
+                             for r in records]
     local, cluster = run(tmp_path / "local", LOCAL), run(tmp_path / "dask", dask)
     assert [r["status"] for r in local] == ["ok"] * 9 + ["audio_error"]
     assert strip(cluster) == strip(local)
+    assert all(np.array_equal(c["pooled"], r["pooled"]) for c, r in zip(cluster[:9], local[:9]))
     assert files(tmp_path / "dask") == files(tmp_path / "local") != {}
 
 

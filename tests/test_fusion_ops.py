@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from pianoeval.models.fusion import (FUSIONS, CrossAttentionFusion, FusionRegressor, ModalityDropout,
-                                     ProjectionHead, make_fusion, param_groups)
+from pianoeval.fusion.model import (FUSIONS, CrossAttentionFusion, FusionRegressor, ModalityDropout,
+                                    ProjectionHead, make_fusion, param_groups)
 
 D = 32                      # small shared width: the whole file runs in a few seconds
 KW = {"cross_attention": {"n_tokens": 4, "n_heads": 2}}

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from pianoeval.data.dimensions import DIMENSIONS
-from pianoeval.train.contrastive import (ContrastiveConfig, draw_views, info_nce, project,
-                                         retrieval_recall, train_heads)
-from pianoeval.train.fusion import FoldTrainer, FusionConfig, fit_fold, fold_tasks, prepare
-from pianoeval.train.fusion_data import Aux, FusionData, Standardizer, load_aux, same_passage_pairs
+from pianoeval.fusion.contrastive import (ContrastiveConfig, draw_views, info_nce, project,
+                                          retrieval_recall, train_heads)
+from pianoeval.fusion.train import FoldTrainer, FusionConfig, fit_fold, fold_tasks, prepare
+from pianoeval.fusion.data import Aux, FusionData, Standardizer, load_aux, same_passage_pairs
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -182,11 +182,11 @@ def _embeddings_root(root, rows):
     index = pd.DataFrame([{"source": s, "soundfont": sf, "item": i, "file": f, "status": "ok",
                            "error": "", "n_frames": 1} for s, sf, i, f, _ in rows])
     index.to_csv(root / "index.csv", index=False)
-    write_pooled(index, root)
+    write_pooled(index.assign(pooled=[np.asarray(r[4], np.float32) for r in rows]), root)
 
 
 def test_window_name_and_its_errors():
-    from pianoeval.models.audio import window_name
+    from pianoeval.audio.encode import window_name
 
     assert window_name("maestro/FluidR3_GM/Bach/Fugue/bwv_846/Shi05M/00010000-00030000.safetensors") \
         == "Bach/Fugue/bwv_846/Shi05M@10000-30000"
@@ -195,7 +195,7 @@ def test_window_name_and_its_errors():
 
 
 def test_load_window_pairs_matches_renders_to_clean_windows_and_drops_excluded_works(tmp_path):
-    from pianoeval.train.fusion_data import load_window_pairs
+    from pianoeval.fusion.data import load_window_pairs
 
     perf = "maestro/{sf}/Bach/Fugue/bwv_846/Shi05M/{w}.safetensors"
     rows = [("maestro", sf, "Bach/Fugue/bwv_846/Shi05M.mid", perf.format(sf=sf, w=w), vec)
@@ -223,7 +223,7 @@ def test_load_window_pairs_matches_renders_to_clean_windows_and_drops_excluded_w
 
 
 def test_window_pairs_join_the_heads_pretraining_only_when_asked():
-    from pianoeval.train.fusion_data import WindowPairs
+    from pianoeval.fusion.data import WindowPairs
 
     data, _ = synthetic()
     rng = np.random.default_rng(1)
@@ -246,7 +246,7 @@ def test_window_pairs_join_the_heads_pretraining_only_when_asked():
 
 
 def test_heldout_retrieval_never_holds_out_training_only_rows():
-    from pianoeval.train.contrastive import heldout_retrieval, work_groups
+    from pianoeval.fusion.contrastive import heldout_retrieval, work_groups
 
     rng = np.random.default_rng(0)
     midi = rng.normal(size=(12, 5))
@@ -265,7 +265,7 @@ def test_a_fusion_model_spec_merges_its_overrides_and_pops_its_splits():
     from pathlib import Path
 
     from pianoeval.params import resolve_profile
-    from pianoeval.train.fusion_stage import FusionInputs, FusionModels
+    from pianoeval.fusion.variants import FusionInputs, FusionModels
 
     root = Path(__file__).resolve().parents[1]
     section = resolve_profile(yaml.safe_load((root / "params.yaml").read_text())["train_fusion"],

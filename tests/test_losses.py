@@ -1,4 +1,4 @@
-"""Tests of pianoeval.train.losses against hand-computed values on tiny tensors."""
+"""Tests of pianoeval.fusion.losses against hand-computed values on tiny tensors."""
 import math
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pianoeval.train import losses as L
+from pianoeval.fusion import losses as L
 
 LN2, LN3 = math.log(2.0), math.log(3.0)
 

@@ -1,4 +1,5 @@
 """The render stage's index and counts (pianoeval.audio.render_batch)."""
+import hashlib
 from pathlib import Path
 
 from pianoeval.audio.render_batch import render_index, render_metrics, speed_line
@@ -7,7 +8,7 @@ from pianoeval.audio.render_batch import render_index, render_metrics, speed_lin
 def _records(out: Path) -> list[dict]:
     row = dict(source="percepiano", soundfont="FluidR3_GM", start_sec=0.0, error="",
                cpu_sec=0.5, status="ok")
-    return [
+    records = [
         {**row, "item": "B_8bars_1_1", "file": str(out / "percepiano/FluidR3_GM/B.flac"),
          "end_sec": 20.0, "duration_sec": 21.0},
         {**row, "item": "A_8bars_1_1", "file": str(out / "percepiano/FluidR3_GM/A.flac"),
@@ -19,6 +20,11 @@ def _records(out: Path) -> list[dict]:
         {**row, "source": "maestro", "item": "perf", "start_sec": 0.0, "end_sec": 30.0,
          "file": str(out / "maestro/FluidR3_GM/perf@0.flac"), "duration_sec": 30.0},
     ]
+    for r in records:
+        if r["status"] == "ok":
+            Path(r["file"]).parent.mkdir(parents=True, exist_ok=True)
+            Path(r["file"]).write_bytes(r["item"].encode() + str(r["start_sec"]).encode())
+    return records
 
 
 def test_render_index_is_sorted_relative_and_drops_cpu_time(tmp_path):
@@ -31,6 +37,8 @@ def test_render_index_is_sorted_relative_and_drops_cpu_time(tmp_path):
                                       "maestro/FluidR3_GM/perf@30.flac",
                                       "percepiano/FluidR3_GM/A.flac",
                                       "percepiano/FluidR3_GM/B.flac", ""]
+    assert index["sha256"].tolist()[2] == hashlib.sha256(b"A_8bars_1_10.0").hexdigest()
+    assert index["sha256"].str.len().tolist() == [64, 64, 64, 64, 0]  # none for a failed file
 
 
 def test_render_metrics_count_files_hours_and_failures(tmp_path):

@@ -1,12 +1,12 @@
-"""The `train_tiers` stage's steps (pianoeval.train.tiers) on toy samples."""
+"""The `train_tiers` stage's steps (pianoeval.tier_ranker.train) on toy samples."""
 import logging
 
 import numpy as np
 import pandas as pd
 
-from pianoeval.models.tiers import RankerConfig
-from pianoeval.train.tiers import (META, cross_fit_scores, modality_features, ranker_config,
-                                   score_modalities)
+from pianoeval.tier_ranker.model import RankerConfig
+from pianoeval.tier_ranker.train import (META, cross_fit_scores, modality_features, ranker_config,
+                                         score_modalities)
 
 CONFIG = RankerConfig(hidden=0, epochs=50)
 

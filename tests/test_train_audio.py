@@ -1,4 +1,4 @@
-"""Tests of pianoeval.train.audio: the train_audio stage's tables and cross-soundfont check."""
+"""Tests of pianoeval.audio_only.train: the train_audio stage's tables and cross-soundfont check."""
 import logging
 
 import numpy as np
@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from pianoeval.data.dimensions import DIMENSIONS
-from pianoeval.train import audio as A
+from pianoeval.audio_only import train as A
 
 DIMS = list(DIMENSIONS)
 
@@ -106,7 +106,7 @@ def test_cross_soundfont_report_without_two_soundfonts_has_no_pairs():
 
 
 def test_fit_audio_models_split_by_split_match_one_call_and_log_progress(caplog):
-    from pianoeval.models.audio import cross_fit_audio
+    from pianoeval.audio_only.model import cross_fit_audio
 
     labels = make_labels()
     emb, cols = embeddings(labels)

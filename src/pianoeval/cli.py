@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 BEGIN, END = "<!-- headline:begin -->", "<!-- headline:end -->"
+RUNTIMES_BEGIN, RUNTIMES_END = "<!-- runtimes:begin -->", "<!-- runtimes:end -->"
 RELEASE = Path(__file__).resolve().parents[2] / "models" / "release"
 
 
@@ -19,6 +20,21 @@ def render_readme(readme: str, table: str, begin: str = BEGIN, end: str = END) -
     return f"{head}{begin}\n{table.strip()}\n{end}{tail}"
 
 
+def runtimes_markdown(stages: dict, bench: dict | None) -> str:
+    """The README's runtime line, from benchmarks/stages.json (the cold ``make repro``, stage by
+    stage) and benchmarks/results.json (``make bench``; None: not measured yet)."""
+    repro = (f"a cold `make repro` {stages['wall_s'] / 60:.0f} min" if stages["complete"] else
+             f"a cold `make repro` is not fully timed yet: {stages['timed']} of "
+             f"{stages['planned']} stages took {stages['wall_s'] / 60:.0f} min")
+    if bench is None:
+        return (f"On {stages['machine']}: {repro} ([benchmarks/stages.md](benchmarks/stages.md)); "
+                "`make test` and a no-op `dvc repro` are not measured yet (`make bench`).")
+    return (f"On {bench['machine']} (`make bench`): `make test` took "
+            f"{bench['make_test_s'] / 60:.1f} min on a clean clone; {repro} "
+            f"([benchmarks/stages.md](benchmarks/stages.md)); a no-op `dvc repro` "
+            f"{bench['noop_repro_s']:.1f} s.")
+
+
 def readme_command(args: argparse.Namespace) -> int:
     from pianoeval.evaluate.headline import headline_markdown
     from pianoeval.params import load_params
@@ -29,10 +45,15 @@ def readme_command(args: argparse.Namespace) -> int:
                               evaluate["default_model"], evaluate["protocols"])
     readme = Path(args.readme)
     new = render_readme(readme.read_text(), table)
+    if RUNTIMES_BEGIN in new:
+        bench = Path(args.bench)
+        runtimes = runtimes_markdown(json.loads(Path(args.stages).read_text()),
+                                     json.loads(bench.read_text()) if bench.exists() else None)
+        new = render_readme(new, runtimes, RUNTIMES_BEGIN, RUNTIMES_END)
     if args.check:
         if new != readme.read_text():
-            print(f"{readme}: the headline table is stale; run `make repro` (or `pianoeval "
-                  "readme`)", file=sys.stderr)
+            print(f"{readme}: a generated block (headline table, runtimes) is stale; run "
+                  "`make repro` (or `pianoeval readme`)", file=sys.stderr)
             return 1
         return 0
     readme.write_text(new)
@@ -101,11 +122,14 @@ def assess_command(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pianoeval", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    readme = sub.add_parser("readme", help="regenerate README's headline table from metrics/")
+    readme = sub.add_parser("readme", help="regenerate README's headline table (from "
+                            "metrics/) and runtimes (from benchmarks/)")
     readme.add_argument("--metrics", default="metrics/eval.json")
     readme.add_argument("--comparisons", default="metrics/comparisons.json")
     readme.add_argument("--params", default="params.yaml")
     readme.add_argument("--readme", default="README.md")
+    readme.add_argument("--stages", default="benchmarks/stages.json")
+    readme.add_argument("--bench", default="benchmarks/results.json")
     readme.add_argument("--check", action="store_true", help="fail if the table is out of date")
     readme.set_defaults(func=readme_command)
     download = sub.add_parser("download", help="fetch a source's pinned upstream archive into the "

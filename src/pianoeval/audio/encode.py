@@ -2,6 +2,7 @@
 the pooled vectors of them all in one file (:data:`POOLED_FILE`), which is what the models read."""
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -37,6 +38,7 @@ def _encode_one(task: tuple[str, str, str, str]) -> dict:
         record.update(status="audio_error", error=str(exc))
         return record
     save_embedding(dst, arrays)
+    record["pooled"] = arrays["pooled"]
     frames = [v for k, v in arrays.items() if k.startswith("frames_")]
     record["n_frames"] = int(frames[0].shape[0]) if frames else 0
     record["cpu_sec"] = time.process_time() - cpu
@@ -95,12 +97,52 @@ def encoded_index(records: list[dict], tasks: list[tuple[str, str, str, str]],
 
 def write_pooled(frame: pd.DataFrame, out: Path) -> Path:
     """Stack the ``pooled`` vectors of an :func:`encoded_index` frame's encoded files (rows with
-    status ok, in frame order) into ``out``/:data:`POOLED_FILE`."""
-    files = frame.loc[frame["status"] == "ok", "file"]
-    pooled = [load_embedding(out / f, ("pooled",))["pooled"] for f in files]
+    status ok, in frame order; :func:`encode_files` returns each with its record) into
+    ``out``/:data:`POOLED_FILE`."""
+    pooled = list(frame.loc[frame["status"] == "ok", "pooled"])
     path = out / POOLED_FILE
     save_embedding(path, {"pooled": np.stack(pooled) if pooled else np.zeros((0, 0), np.float32)})
     return path
+
+
+def window_name(file: str) -> str:
+    """A windowed render's embedding file ``<source>/<soundfont>/<performance>/<start ms>-<end
+    ms>.safetensors`` as ``<performance>@<start ms>-<end ms>`` (the degrade stage's item name)."""
+    path = Path(file)
+    if len(path.parts) < 4 or "-" not in path.stem:
+        raise ValueError(f"{file}: not a windowed render (<source>/<soundfont>/<performance>/"
+                         "<start ms>-<end ms>)")
+    start, end = (int(t) for t in path.stem.split("-"))
+    return f"{Path(*path.parts[2:-1]).as_posix()}@{start}-{end}"
+
+
+def load_pooled(root: str | Path, source: str, soundfont: str, windows: bool = False
+                ) -> tuple[pd.DataFrame, list[str]]:
+    """The pooled embeddings of one (source, soundfont) as a table ``segment`` + ``emb_*``
+    columns (named after the encoder's feature names in ``config.json``), read from
+    ``pooled.safetensors`` (:func:`write_pooled`) and ``index.csv``. ``windows``: the
+    source's renders are windows of longer performances (ASAP/MAESTRO), named by
+    :func:`window_name` rather than by their performance."""
+    root = Path(root)
+    config = json.loads((root / "config.json").read_text())
+    index = pd.read_csv(root / "index.csv", keep_default_na=False)
+    encoded = index[index["status"] == "ok"].reset_index(drop=True)
+    pooled = load_embedding(root / POOLED_FILE, ("pooled",))["pooled"]
+    if len(pooled) != len(encoded):
+        raise ValueError(f"{root / POOLED_FILE}: {len(pooled)} rows, but index.csv lists "
+                         f"{len(encoded)} encoded files: re-run encode_audio")
+    rows = encoded[(encoded["source"] == source) & (encoded["soundfont"] == soundfont)]
+    if rows.empty:
+        raise ValueError(f"{root}: no embeddings for source {source!r}, soundfont {soundfont!r} "
+                         f"(have: {sorted(set(index['soundfont']))})")
+    matrix = pooled[rows.index.to_numpy()]
+    names = [f"emb_{n}" for n in config.get("feature_names", range(matrix.shape[1]))]
+    if len(names) != matrix.shape[1]:
+        names = [f"emb_{i:04d}" for i in range(matrix.shape[1])]
+    table = pd.DataFrame(matrix.astype(float), columns=names)
+    table.insert(0, "segment", rows["file"].map(window_name).to_numpy() if windows
+                 else rows["item"].to_numpy())
+    return table, names
 
 
 def encoding_metrics(frame: pd.DataFrame, name: str, dim: int) -> dict:

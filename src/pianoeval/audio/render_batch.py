@@ -11,6 +11,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from pianoeval.audio.render import RenderConfig, maestro_jobs, percepiano_jobs, run_job
+from pianoeval.data.download import sha256_file
 from pianoeval.fanout import LOCAL, Fanout, fan_out
 
 
@@ -45,10 +46,14 @@ def render_all(jobs: list, config: RenderConfig, workers: int, fanout: Fanout = 
 
 def render_index(records: list[dict], out: Path) -> pd.DataFrame:
     """One row per rendered file (``render_all`` records): paths relative to ``out`` ("" where
-    rendering failed), sorted by source, soundfont, item and start; CPU time dropped (it varies
-    from run to run, and the index is a DVC output)."""
+    rendering failed) and each file's sha256, sorted by source, soundfont, item and start; CPU
+    time dropped (it varies from run to run, and the index is a DVC output). The stages that
+    read the renders depend on this index, not on the folder: its hashes stand for the files,
+    and DVC hashes the folder once, as this stage's output."""
     index = pd.DataFrame(records)
     ok = index["status"] == "ok"
+    index.loc[ok, "sha256"] = [sha256_file(f) for f in index.loc[ok, "file"]]
+    index.loc[~ok, "sha256"] = ""
     index.loc[ok, "file"] = [Path(f).relative_to(out).as_posix() for f in index.loc[ok, "file"]]
     index.loc[~ok, "file"] = ""
     return index.drop(columns="cpu_sec").sort_values(["source", "soundfont", "item", "start_sec"],

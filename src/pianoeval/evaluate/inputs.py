@@ -1,4 +1,4 @@
-"""Read the prediction files the evaluate stage scores, and refuse stale ones.
+"""Write and read the prediction files the evaluate stage scores, and refuse stale ones.
 
 ``metrics/predictions/<model>/<split>_<kind>.csv``: ``kind`` is ``cv`` (out-of-fold) or
 ``test``; ``split`` is ``performer``, ``work``, ``lopo`` or ``piece_s<seed>`` (one piece split per
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +20,19 @@ from pianoeval.data.splits import TEST, TRAIN_ONLY, split_columns
 log = logging.getLogger(__name__)
 
 FILE = re.compile(r"^(?P<split>piece_s\d+|performer|work|lopo)_(?P<kind>cv|test)$")
+
+
+def write_predictions(folder: Path, frames: Mapping[str, pd.DataFrame]) -> None:
+    """Write one model's predictions as ``folder/<protocol>.csv`` with 6 decimals, the layout
+    :func:`load_predictions` reads. CSV files of an earlier run that this one did not write are
+    removed, so the folder holds exactly ``frames``' protocols."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.csv"):
+        if old.stem not in frames:
+            old.unlink()
+    for protocol, frame in frames.items():
+        frame.to_csv(folder / f"{protocol}.csv", index=False, float_format="%.6f")
 
 
 def check_against_splits(pred: pd.DataFrame, splits: pd.DataFrame, protocol: str, where: str) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pianoeval.models.fusion import ProjectionHead
+from pianoeval.fusion.model import ProjectionHead
 
 
 @dataclass
@@ -31,7 +31,7 @@ class ContrastiveConfig:
 
     @classmethod
     def settings(cls, section: dict) -> dict:
-        """The entries of a params section (``align_contrastive``) that are settings here."""
+        """The entries of a params section (``contrastive_heads``) that are settings here."""
         return {f.name: section[f.name] for f in dataclasses.fields(cls) if f.name in section}
 
 
@@ -137,7 +137,7 @@ def standardized(views: list[np.ndarray], midi: np.ndarray, train: np.ndarray
                  ) -> tuple[list[np.ndarray], np.ndarray]:
     """Views and MIDI z-scored with statistics of the ``train`` rows only (one scaler over
     every view's training rows, so the views stay comparable); absent view rows stay NaN."""
-    from pianoeval.train.fusion_data import Standardizer
+    from pianoeval.fusion.data import Standardizer
 
     stacked = np.concatenate([v[train] for v in views])
     audio_scaler = Standardizer().fit(stacked[~np.isnan(stacked).any(axis=1)])

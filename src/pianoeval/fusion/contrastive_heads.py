@@ -1,7 +1,7 @@
-"""The `align_contrastive` stage's steps: the paired rows (audio views x MIDI), the held-out
+"""The `contrastive_heads` stage's steps: the paired rows (audio views x MIDI), the held-out
 retrieval protocols, the heads trained on every pair, and the checkpoint and report written.
 
-Kept apart from :mod:`pianoeval.train.contrastive`, which train_fusion imports too: changing how
+Kept apart from :mod:`pianoeval.fusion.contrastive`, which train_fusion imports too: changing how
 this stage assembles or reports its pairs must not make the fusion models stale.
 """
 from __future__ import annotations
@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pianoeval.fusion.contrastive import (ContrastiveConfig, heldout_retrieval, standardized,
+                                          train_heads, work_groups)
+from pianoeval.fusion.data import FusionData, WindowPairs, degraded_audio_views
 from pianoeval.progress import Progress
-from pianoeval.train.contrastive import (ContrastiveConfig, heldout_retrieval, standardized,
-                                         train_heads, work_groups)
-from pianoeval.train.fusion_data import FusionData, WindowPairs, degraded_audio_views
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def retrieval_and_heads(views: list[np.ndarray], names: list[str], midi: np.ndar
     """:func:`retrieval_protocols`, then :func:`fit_all_pairs`, with progress counting every
     training of heads (each held-out fold of each protocol, then the all-pairs heads)."""
     n = sum(len(set(f) - {""}) for f in protocol_folds(work_split, window_works, cfg).values())
-    with Progress("align_contrastive", n + 1, "head trainings") as progress:
+    with Progress("contrastive_heads", n + 1, "head trainings") as progress:
         retrieval = retrieval_protocols(views, names, midi, work_split, window_works, cfg,
                                         progress)
         heads, history = fit_all_pairs(views, midi, cfg)

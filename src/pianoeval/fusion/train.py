@@ -25,12 +25,13 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
 
-from pianoeval.models.fusion import FusionRegressor, param_groups
-from pianoeval.train import losses as L
-from pianoeval.train.contrastive import ContrastiveConfig, draw_views, train_heads
-from pianoeval.train.fusion_data import Aux, FusionData, Standardizer, same_passage_pairs
+from pianoeval.fusion import losses as L
+from pianoeval.fusion.contrastive import ContrastiveConfig, draw_views, train_heads
+from pianoeval.fusion.data import Aux, FusionData, Standardizer, same_passage_pairs
+from pianoeval.fusion.model import FusionRegressor, param_groups
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +160,7 @@ class FoldTrainer:
     def __init__(self, data: FusionData, prep: Prepared, train: np.ndarray, cfg: FusionConfig,
                  seed: int, contrastive: dict):
         self.data, self.prep, self.cfg, self.seed = data, prep, cfg, seed
-        self.contrastive = contrastive  # align_contrastive settings for the head pre-training
+        self.contrastive = contrastive  # contrastive_heads settings for the head pre-training
         self.train = np.flatnonzero(train)
         self.y_range = (data.y[self.train].min(0), data.y[self.train].max(0))
         self.rng = np.random.default_rng(seed)
@@ -363,7 +364,7 @@ def fit_fold(data: FusionData, train: np.ndarray, val: np.ndarray, cfg: FusionCo
 _SHARED: dict = {}  # set before the worker pool forks: the data is inherited, not pickled
 
 
-def fold_tasks(splits: "pd.DataFrame", split_names, piece_seeds: int | None = None):
+def fold_tasks(splits: pd.DataFrame, split_names, piece_seeds: int | None = None):
     """(split, k, fit rows, val, held_out, test) for every fold model (``fold_plan``); the fit
     rows are the training rows minus the inner validation rows ``val``."""
     from pianoeval.models.protocols import fold_plan
@@ -381,7 +382,7 @@ def _run_task(task):
     return split, k, out
 
 
-def cross_fit_fusion(data: FusionData, splits: "pd.DataFrame", cfg: FusionConfig,
+def cross_fit_fusion(data: FusionData, splits: pd.DataFrame, cfg: FusionConfig,
                      contrastive: dict, split_names, n_jobs: int = 1,
                      piece_seeds: int | None = None):
     """Predictions per protocol (``<split>_cv``, ``<split>_test``) and a summary per fold

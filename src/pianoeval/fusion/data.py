@@ -73,7 +73,7 @@ def assemble(labels: pd.DataFrame, features: pd.DataFrame,
              audio: dict[str, pd.DataFrame], audio_columns: list[str]) -> FusionData:
     """Labelled segments with MIDI features (every one must have them) and audio per soundfont.
 
-    ``audio``: soundfont -> table ``segment`` + ``audio_columns`` (``models.audio.load_pooled``).
+    ``audio``: soundfont -> table ``segment`` + ``audio_columns`` (``audio.encode.load_pooled``).
     """
     missing = sorted(set(labels["segment"]) - set(features["segment"]))
     if missing:
@@ -185,7 +185,7 @@ def degraded_audio_views(samples: pd.DataFrame, segments: np.ndarray, audio_colu
 def load_fusion_data(labels_csv, features_csv, embeddings_root, source: str,
                      soundfonts: list[str]) -> FusionData:
     """Read the labelled segments' MIDI features and their audio embeddings per soundfont."""
-    from pianoeval.models.audio import load_pooled
+    from pianoeval.audio.encode import load_pooled
 
     tables, columns = {}, None
     for soundfont in soundfonts:
@@ -203,7 +203,7 @@ def load_window_pairs(samples: pd.DataFrame, embeddings_root, soundfonts: list[s
     rendered and encoded (windows of the same performances, ``render.maestro`` = the degrade
     stage's ``sources.maestro`` selection). Windows of a work matching ``exclude_works`` are
     dropped, as in :func:`load_aux`. A window without the first soundfont's audio is dropped."""
-    from pianoeval.models.audio import load_pooled
+    from pianoeval.audio.encode import load_pooled
 
     clean = samples[(samples["source"] == "maestro") & (samples["family"] == "clean")]
     clean = clean[~_excluded(clean["item"], exclude_works)].drop_duplicates("item")

@@ -1,10 +1,10 @@
-"""DVC stage `align_contrastive`: audio<->MIDI projection heads aligned with InfoNCE.
+"""DVC stage `contrastive_heads`: audio<->MIDI projection heads aligned with InfoNCE.
 
 Pairs: the PercePiano performances' MIDI features and audio embeddings (one view per soundfont
-of `align_contrastive.soundfonts`, plus degraded renders), with `windows` also the rendered
+of `contrastive_heads.soundfonts`, plus degraded renders), with `windows` also the rendered
 ASAP/MAESTRO windows. Recall@1/@5 before and after training on held-out PercePiano works and
 held-out groups of ASAP works goes to metrics/contrastive.json; heads trained on every pair to
-models/contrastive/heads.pt. Steps: pianoeval.train.contrastive_stage.
+models/contrastive/heads.pt. Steps: pianoeval.fusion.contrastive_heads.
 """
 import argparse
 import json
@@ -14,11 +14,11 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from pianoeval.fusion.contrastive import ContrastiveConfig
+from pianoeval.fusion.contrastive_heads import (audio_views, checkpoint, contrastive_report,
+                                                retrieval_and_heads, with_windows)
+from pianoeval.fusion.data import load_fusion_data, load_window_pairs
 from pianoeval.params import load_params
-from pianoeval.train.contrastive import ContrastiveConfig
-from pianoeval.train.contrastive_stage import (audio_views, checkpoint, contrastive_report,
-                                               retrieval_and_heads, with_windows)
-from pianoeval.train.fusion_data import load_fusion_data, load_window_pairs
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
     parser.add_argument("--metrics", default="metrics/contrastive.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    params = load_params("align_contrastive", args.params)
+    params = load_params("contrastive_heads", args.params)
     embeddings = Path(args.embeddings) / load_params("train_fusion", args.params)["encoder"]
     exclude_works = load_params("tokenize", args.params)["exclude_works"]
     cfg = ContrastiveConfig(**ContrastiveConfig.settings(params))

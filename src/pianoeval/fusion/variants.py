@@ -1,5 +1,5 @@
 """The work of the ``train_fusion`` stage: every named model of the section fitted by
-:func:`pianoeval.train.fusion.cross_fit_fusion` on the inputs it needs, read once on first use
+:func:`pianoeval.fusion.train.cross_fit_fusion` on the inputs it needs, read once on first use
 (the segments' features and embeddings; the degraded samples, tier pairs and weak labels for the
 auxiliary losses; the ASAP window pairs for the heads' pre-training), and its outputs written.
 """
@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from pianoeval.evaluate.inputs import write_predictions
+from pianoeval.fusion.data import load_aux, load_fusion_data, load_window_pairs
+from pianoeval.fusion.train import FusionConfig, cross_fit_fusion
 from pianoeval.params import merge_params
-from pianoeval.train.fusion import FusionConfig, cross_fit_fusion
-from pianoeval.train.fusion_data import load_aux, load_fusion_data, load_window_pairs
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +93,7 @@ def write_fusion_model(name: str, cfg: FusionConfig, split_names: list[str],
     ``logs_dir/<name>.json`` (configuration, splits, best epochs and validation loss per fold
     model). Timings stay out of the file, which is tracked and identical when a rerun
     reproduces it; returns the fold models' CPU seconds for the log."""
-    out = predictions_dir / name
-    out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("*.csv"):
-        old.unlink()
-    for protocol, frame in predictions.items():
-        frame.to_csv(out / f"{protocol}.csv", index=False, float_format="%.6f")
+    write_predictions(predictions_dir / name, predictions)
     cpu = sum(f.pop("cpu_seconds") for f in summary.values())
     logs_dir.mkdir(parents=True, exist_ok=True)
     (logs_dir / f"{name}.json").write_text(json.dumps(

@@ -8,8 +8,8 @@ import pandas as pd
 from sklearn.model_selection import GroupKFold
 
 from pianoeval.evaluate.ranking import mean_kendall_tau, pairwise_accuracy
-from pianoeval.models.tiers import RankerConfig, fit_tier_scorer
 from pianoeval.progress import Progress
+from pianoeval.tier_ranker.model import RankerConfig, fit_tier_scorer
 
 log = logging.getLogger(__name__)
 # Columns of samples.csv that describe a sample, not its performance: never features.

@@ -14,9 +14,7 @@ the test set never influence any choice.
 """
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -29,51 +27,6 @@ from pianoeval.models.baselines import cross_fit
 from pianoeval.models.protocols import cross_fit_protocols
 
 log = logging.getLogger(__name__)
-
-# ----------------------------------------------------------------------------- embeddings
-
-
-def window_name(file: str) -> str:
-    """A windowed render's embedding file ``<source>/<soundfont>/<performance>/<start ms>-<end
-    ms>.safetensors`` as ``<performance>@<start ms>-<end ms>`` (the degrade stage's item name)."""
-    path = Path(file)
-    if len(path.parts) < 4 or "-" not in path.stem:
-        raise ValueError(f"{file}: not a windowed render (<source>/<soundfont>/<performance>/"
-                         "<start ms>-<end ms>)")
-    start, end = (int(t) for t in path.stem.split("-"))
-    return f"{Path(*path.parts[2:-1]).as_posix()}@{start}-{end}"
-
-
-def load_pooled(root: str | Path, source: str, soundfont: str, windows: bool = False
-                ) -> tuple[pd.DataFrame, list[str]]:
-    """The pooled embeddings of one (source, soundfont) as a table ``segment`` + ``emb_*``
-    columns (named after the encoder's feature names in ``config.json``), read from
-    ``pooled.safetensors`` (``audio.encode.write_pooled``) and ``index.csv``. ``windows``: the
-    source's renders are windows of longer performances (ASAP/MAESTRO), named by
-    :func:`window_name` rather than by their performance."""
-    from pianoeval.audio.encoders import POOLED_FILE, load_embedding
-
-    root = Path(root)
-    config = json.loads((root / "config.json").read_text())
-    index = pd.read_csv(root / "index.csv", keep_default_na=False)
-    encoded = index[index["status"] == "ok"].reset_index(drop=True)
-    pooled = load_embedding(root / POOLED_FILE, ("pooled",))["pooled"]
-    if len(pooled) != len(encoded):
-        raise ValueError(f"{root / POOLED_FILE}: {len(pooled)} rows, but index.csv lists "
-                         f"{len(encoded)} encoded files: re-run encode_audio")
-    rows = encoded[(encoded["source"] == source) & (encoded["soundfont"] == soundfont)]
-    if rows.empty:
-        raise ValueError(f"{root}: no embeddings for source {source!r}, soundfont {soundfont!r} "
-                         f"(have: {sorted(set(index['soundfont']))})")
-    matrix = pooled[rows.index.to_numpy()]
-    names = [f"emb_{n}" for n in config.get("feature_names", range(matrix.shape[1]))]
-    if len(names) != matrix.shape[1]:
-        names = [f"emb_{i:04d}" for i in range(matrix.shape[1])]
-    table = pd.DataFrame(matrix.astype(float), columns=names)
-    table.insert(0, "segment", rows["file"].map(window_name).to_numpy() if windows
-                 else rows["item"].to_numpy())
-    return table, names
-
 
 def standardize_per_domain(table: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     """Z-score every feature within one domain's table (e.g. one soundfont's renders), over

@@ -10,10 +10,10 @@ from typing import Iterator
 
 import pandas as pd
 
+from pianoeval.audio_only.model import cross_fit_audio, standardize_per_domain
 from pianoeval.data.splits import split_columns
 from pianoeval.evaluate.metrics import score_protocol
 from pianoeval.evaluate.report import stack_predictions
-from pianoeval.models.audio import cross_fit_audio, standardize_per_domain
 from pianoeval.models.protocols import fold_plan
 from pianoeval.progress import Progress
 
