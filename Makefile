@@ -85,8 +85,10 @@ repro: setup
 deps: $(STAMP)
 	$(BIN)/python -m pianoeval.pipeline_deps --write
 
+# Two pytest workers (pytest-xdist): the end-to-end test, which tests/conftest.py puts first, on
+# one, every other test file on the other.
 test: setup
-	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest -n 2 --dist loadfile
 
 # benchmarks/stages.py times a cold `make repro` stage by stage in a fresh clone (hours on 2 cores;
 # resumable with --resume --clone DIR); run.py times the rest with the cold run left to it.

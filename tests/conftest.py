@@ -16,3 +16,9 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+def pytest_collection_modifyitems(items):
+    """The end-to-end test first: under ``make test`` (pytest-xdist, ``--dist loadfile``) one
+    worker runs it from the start while the other takes every other file."""
+    items.sort(key=lambda item: not item.get_closest_marker("e2e"))
