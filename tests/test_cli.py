@@ -31,6 +31,11 @@ def test_readme_check_fails_when_the_table_is_stale(tmp_path, monkeypatch):
     assert main(["readme", "--check", "--readme", str(stale)]) == 1
 
 
+def test_readme_is_a_front_door_of_at_most_200_lines_that_links_to_docs():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 200 and "](docs/" in text
+
+
 def test_readme_has_no_result_numbers_outside_generated_blocks():
     """Every measured number in the README comes from a generated block."""
     text = (ROOT / "README.md").read_text()
