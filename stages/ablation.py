@@ -2,13 +2,11 @@
 protocol (from metrics/eval.json, metrics/comparisons.json and metrics/train_fusion/<model>.json)."""
 import argparse
 import json
-import logging
 from pathlib import Path
 
 from pianoeval.evaluate.ablation import ablation_markdown
+from pianoeval.logs import setup_logging
 from pianoeval.params import load_params
-
-log = logging.getLogger("ablation")
 
 
 def main() -> None:
@@ -19,7 +17,7 @@ def main() -> None:
     parser.add_argument("--configs", default="metrics/train_fusion")
     parser.add_argument("--out", default="metrics/ablation.md")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    log = setup_logging("ablation")
     eval_dict = json.loads(Path(args.eval).read_text())
     configs = {}
     for model in load_params("train_fusion", args.params)["models"]:

@@ -1,6 +1,5 @@
 """DVC stage `baselines`: mean and ridge (on all features or a named subset), fitted per fold
 of every protocol."""
-import logging
 from pathlib import Path
 
 import joblib
@@ -10,21 +9,22 @@ from pianoeval.config import load_config
 from pianoeval.data.dimensions import DIMENSIONS
 from pianoeval.evaluate.inputs import write_predictions
 from pianoeval.features.sets import feature_set
+from pianoeval.logs import setup_logging
 from pianoeval.models.baselines import cross_fit
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    log = setup_logging("baselines")
     config = load_config("baselines")
     labels = pd.read_csv("data/labels.csv")
     features = pd.read_csv("data/features/features.csv")
     splits = pd.read_csv("data/splits.csv", dtype=str)
     data = labels.merge(features, on="segment")
     if len(data) < len(labels):
-        logging.warning("%d labelled segments have no features and are left out",
-                        len(labels) - len(data))
+        log.warning("%d labelled segments have no features and are left out",
+                    len(labels) - len(data))
     all_cols = [c for c in features.columns if c != "segment"]
-    logging.info("baselines on %d segments x %d features", len(data), len(all_cols))
+    log.info("baselines on %d segments x %d features", len(data), len(all_cols))
 
     Path("models/baselines").mkdir(parents=True, exist_ok=True)
     for name, (estimator, features_name) in config.models.items():
@@ -34,7 +34,7 @@ def main() -> None:
         write_predictions(Path("metrics/predictions") / name, predictions)
         joblib.dump({"features": feature_cols, "dimensions": list(DIMENSIONS), "models": models},
                     Path("models/baselines") / f"{name}.joblib")
-        logging.info("%s: wrote %s", name, sorted(predictions))
+        log.info("%s: wrote %s", name, sorted(predictions))
 
 
 if __name__ == "__main__":

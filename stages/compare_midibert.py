@@ -13,15 +13,13 @@ seed i starts from pretrain_midi's encoder i, scratch seed i from random init i)
 models compare one encoder with one."""
 import argparse
 import json
-import logging
 from pathlib import Path
 
 import pandas as pd
 
 from pianoeval.evaluate.pairwise import compare_protocol, seed_folders, shared_protocols
+from pianoeval.logs import setup_logging
 from pianoeval.params import load_params
-
-log = logging.getLogger("compare_midibert")
 
 
 def main() -> None:
@@ -34,7 +32,7 @@ def main() -> None:
                         help="finetune_midi's folder with each seed's predictions")
     parser.add_argument("--out", default="metrics/midibert_comparison.json")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    log = setup_logging("compare_midibert")
     a, b = "midibert_pretrained", "midibert_scratch"
     ev = load_params("evaluate", args.params)
     kw = {k: ev[k] for k in ("n_resamples", "seed", "confidence")}

@@ -8,7 +8,6 @@ models/contrastive/heads.pt. Steps: pianoeval.fusion.contrastive_heads.
 """
 import argparse
 import json
-import logging
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +17,7 @@ from pianoeval.fusion.contrastive import ContrastiveConfig
 from pianoeval.fusion.contrastive_heads import (audio_views, checkpoint, contrastive_report,
                                                 retrieval_and_heads, with_windows)
 from pianoeval.fusion.data import load_fusion_data, load_window_pairs
+from pianoeval.logs import setup_logging
 from pianoeval.params import load_params
 
 
@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--model", default="models/contrastive/heads.pt")
     parser.add_argument("--metrics", default="metrics/contrastive.json")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    setup_logging()
     params = load_params("contrastive_heads", args.params)
     embeddings = Path(args.embeddings) / load_params("train_fusion", args.params)["encoder"]
     exclude_works = load_params("tokenize", args.params)["exclude_works"]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from pathlib import Path
 
 import pandas as pd
@@ -20,8 +19,7 @@ from pianoeval.evaluate.comparisons import compare_models, comparison_pairs
 from pianoeval.evaluate.inputs import load_predictions
 from pianoeval.evaluate.report import evaluate, results_markdown
 from pianoeval.evaluate.views import write_views
-
-log = logging.getLogger("evaluate")
+from pianoeval.logs import setup_logging
 
 
 def main() -> None:
@@ -31,7 +29,7 @@ def main() -> None:
                          ("out", "metrics")):
         parser.add_argument(f"--{arg}", default=default)
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    log = setup_logging("evaluate")
     c = load_config("evaluate", args.params)
     labels, splits = pd.read_csv(args.labels), pd.read_csv(args.splits, dtype=str)
     groups = dict(zip(splits["segment"], splits["group"]))

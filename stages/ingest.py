@@ -1,7 +1,6 @@
 """DVC stage `ingest@<source>`: validate and copy one data source into data/raw/<source>/."""
 import argparse
 import json
-import logging
 import shutil
 import time
 from pathlib import Path
@@ -17,13 +16,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("source", help="percepiano, maestro or giantmidi")
     args = parser.parse_args()
-    setup_logging()
+    log = setup_logging("ingest")
     cfg = load_config("ingest")
 
     if args.source not in cfg.sources:
         raise SystemExit(f"ingest: {args.source!r} is not in ingest.sources {sorted(cfg.sources)}")
     src = source_folder(args.source, cfg.sources[args.source].model_dump(), cfg.mirror)
-    logging.info("ingest %s from %s", args.source, src)
+    log.info("ingest %s from %s", args.source, src)
     out = Path("data/raw") / args.source
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -36,9 +35,9 @@ def main() -> None:
     metrics = Path("metrics/ingest") / f"{args.source}.json"
     metrics.parent.mkdir(parents=True, exist_ok=True)
     metrics.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    logging.info("%s: %d MIDI ok, %d rejected %s in %.1f s (%.0f files/s)", args.source,
-                 summary["midi_ok"], summary["midi_rejected"], summary["rejected_by_reason"],
-                 seconds, len(rows) / seconds)
+    log.info("%s: %d MIDI ok, %d rejected %s in %.1f s (%.0f files/s)", args.source,
+             summary["midi_ok"], summary["midi_rejected"], summary["rejected_by_reason"],
+             seconds, len(rows) / seconds)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,18 @@
 """DVC stage `labels`: PercePiano targets, checked against a recomputation from every rating."""
 import json
-import logging
 from pathlib import Path
 
 import pandas as pd
 
-from pianoeval.data.labels import compare_labels, load_published_labels, recompute_labels
 from pianoeval.config import load_config
+from pianoeval.data.labels import compare_labels, load_published_labels, recompute_labels
+from pianoeval.logs import setup_logging
 
 RAW = Path("data/raw/percepiano")
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    log = setup_logging("labels")
     config = load_config("labels")
     published = load_published_labels(RAW / config.label_file)
     ratings = pd.read_csv(RAW / config.ratings_file)
@@ -32,8 +32,8 @@ def main() -> None:
     summary = {**check, "raters_per_segment": {"min": int(raters.min()),
                "median": float(raters.median()), "max": int(raters.max())}}
     Path("metrics/labels.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    logging.info("labels: %d segments, recomputed means agree (max |diff| %.2g)",
-                 len(labels), check["max_abs_diff"])
+    log.info("labels: %d segments, recomputed means agree (max |diff| %.2g)",
+             len(labels), check["max_abs_diff"])
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ Fits each `release.variants` baselines model on every labelled segment, calibrat
 on out-of-fold residuals over whole works, fits the per-bar reference on align@percepiano's
 notes, and writes the model card (scores copied from metrics/eval.json)."""
 import json
-import logging
 from pathlib import Path
 
 import pandas as pd
@@ -12,9 +11,10 @@ import pandas as pd
 from pianoeval.assess.bars import BarReference, reference_bars
 from pianoeval.assess.card import model_card
 from pianoeval.assess.release import fit_variant
+from pianoeval.config import load_config
 from pianoeval.data.dimensions import DIMENSIONS
 from pianoeval.features.sets import feature_set
-from pianoeval.config import load_config
+from pianoeval.logs import setup_logging
 
 OUT = Path("models/release")
 ALIGN_KEYS = ("matchers", "min_match_rate", "min_usable_rate", "tempo_window_beats",
@@ -22,7 +22,7 @@ ALIGN_KEYS = ("matchers", "min_match_rate", "min_usable_rate", "tempo_window_bea
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    log = setup_logging("release")
     config, baselines = load_config("release"), load_config("baselines")
     align, features = load_config("align"), load_config("features")
     data = pd.read_csv("data/labels.csv").merge(pd.read_csv("data/features/features.csv"),
@@ -40,9 +40,9 @@ def main() -> None:
         variants[variant] = fit_variant(variant, data, feature_set(all_cols, features_name),
                                         folds, baselines.model_dump(), config.coverage)
         (OUT / f"{variant}.json").write_text(variants[variant].to_json())
-        logging.info("%s: %d features, mean half-width %.3f", variant,
-                     len(variants[variant].model.features),
-                     sum(variants[variant].halfwidth) / len(DIMENSIONS))
+        log.info("%s: %d features, mean half-width %.3f", variant,
+                 len(variants[variant].model.features),
+                 sum(variants[variant].halfwidth) / len(DIMENSIONS))
     reference = BarReference.fit(reference_bars(pd.read_csv("data/align/percepiano/notes.csv")))
     (OUT / "bars.json").write_text(json.dumps(reference.__dict__, indent=1) + "\n")
     settings = config.model_dump(exclude={"coverage"}) | {
@@ -52,7 +52,7 @@ def main() -> None:
     (OUT / "MODEL_CARD.md").write_text(model_card(
         variants, config.variants, json.loads(Path("metrics/eval.json").read_text()),
         reference.n_bars, config.practise_fraction))
-    logging.info("release written to %s (bar reference: %d bars)", OUT, reference.n_bars)
+    log.info("release written to %s (bar reference: %d bars)", OUT, reference.n_bars)
 
 
 if __name__ == "__main__":

@@ -2,21 +2,19 @@
 counts -> metrics/splits.json. Groups need each segment's notes (data/raw/percepiano/midi)."""
 import argparse
 import json
-import logging
 from pathlib import Path
 
 import pandas as pd
 
+from pianoeval.config import load_config
 from pianoeval.data.midi import MidiError, read_midi
 from pianoeval.data.segments import parse_segment
 from pianoeval.data.splits import make_splits, music_groups
-from pianoeval.config import load_config
-
-log = logging.getLogger("splits")
+from pianoeval.logs import setup_logging
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    log = setup_logging("splits")
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--labels", default="data/labels.csv", help="CSV with a `segment` column")
     ap.add_argument("--midi-dir", default="data/raw/percepiano/midi",

@@ -7,7 +7,6 @@ predicts another's, for every pair, and writes metrics/audio_cross_soundfont.jso
 """
 import argparse
 import json
-import logging
 from pathlib import Path
 
 import pandas as pd
@@ -16,9 +15,8 @@ from pianoeval.audio.encode import load_pooled
 from pianoeval.audio_only.train import (cross_soundfont_report, cross_soundfonts, fit_audio_models,
                                         labelled)
 from pianoeval.evaluate.inputs import write_predictions
+from pianoeval.logs import setup_logging
 from pianoeval.params import load_params
-
-log = logging.getLogger("train_audio")
 
 
 def main() -> None:
@@ -28,7 +26,7 @@ def main() -> None:
                          ("cross", "metrics/audio_cross_soundfont.json")):
         parser.add_argument(f"--{arg}", type=Path, default=Path(default))
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    log = setup_logging("train_audio")
     params = load_params("train_audio")
     encoder, source = params["encoder"], params["source"]
     root = args.embeddings / encoder

@@ -8,12 +8,12 @@ variant and per tier gap).
 """
 import argparse
 import json
-import logging
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+from pianoeval.logs import setup_logging
 from pianoeval.params import load_params
 from pianoeval.tier_ranker.train import ranker_config, score_modalities
 
@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("data/tiers/scores.csv"))
     parser.add_argument("--metrics", type=Path, default=Path("metrics/tiers.json"))
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging()
     params = load_params("train_tiers")
     torch.set_num_threads(int(params["num_threads"]))  # the scores depend on the thread count
     samples = pd.read_csv(args.degrade / "samples.csv", low_memory=False)

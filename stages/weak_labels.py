@@ -8,15 +8,13 @@ quarter - GroupKFold fold 0 by work - on which the LF set and label-model settin
 """
 import argparse
 import json
-import logging
 from pathlib import Path
 
 import pandas as pd
 
+from pianoeval.logs import setup_logging
 from pianoeval.params import load_params
 from pianoeval.weak.report import development_mask, labels_table, weak_label, weak_metrics
-
-log = logging.getLogger("weak_labels")
 
 
 def main() -> None:
@@ -25,7 +23,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("data/weak_labels/labels.csv"))
     parser.add_argument("--metrics", type=Path, default=Path("metrics/weak_labels.json"))
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    log = setup_logging("weak_labels")
     params = load_params("weak_labels")
     samples = pd.read_csv(args.samples, low_memory=False)
     samples = samples[samples["family"] != "audio"].reset_index(drop=True)  # MIDI features only

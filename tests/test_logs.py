@@ -73,3 +73,9 @@ def test_a_stage_logging_to_a_file_gets_lines_not_a_glued_bar(tmp_path):
     lines = text.splitlines()
     assert lines[0].endswith("INFO stage: start")
     assert counts(lines[1:]) == ["0/3", "1/3", "2/3", "3/3"]
+
+
+def test_code_that_writes_to_the_descriptor_or_the_buffer_still_can(tmp_path):
+    with (tmp_path / "log").open("w") as fh:
+        stream = TqdmLines(fh, interval=30, clock=Clock())
+        assert stream.fileno() == fh.fileno() and stream.buffer is fh.buffer

@@ -71,6 +71,13 @@ class TqdmLines(io.TextIOBase):
     def flush(self) -> None:
         self.stream.flush()
 
+    def fileno(self) -> int:  # the stream's own descriptor, for code that writes to it directly
+        return self.stream.fileno()
+
+    @property
+    def buffer(self):
+        return self.stream.buffer
+
     def isatty(self) -> bool:
         return False
 
