@@ -23,10 +23,10 @@ from sklearn.preprocessing import StandardScaler
 
 from pianoeval.data.dimensions import DIMENSIONS
 from pianoeval.data.splits import fold_masks, split_columns
-from pianoeval.models.midibert import MidiBertConfig
-from pianoeval.models.midibert_head import MidiBertRegressor
-from pianoeval.train.finetune import load_encoders, load_token_data
-from pianoeval.train.pretrain import pad_batch
+from pianoeval.midibert.finetune import load_encoders, load_token_data
+from pianoeval.midibert.head import MidiBertRegressor
+from pianoeval.midibert.model import MidiBertConfig
+from pianoeval.midibert.pretrain import pad_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,13 +19,13 @@ import torch
 
 from pianoeval.data.midi import read_midi
 from pianoeval.degrade.preserving import PreservingConfig
-from pianoeval.models.midibert import MidiBert, MidiBertConfig, n_parameters
-from pianoeval.models.midibert_head import MidiBertRegressor
+from pianoeval.midibert.finetune import load_token_data
+from pianoeval.midibert.head import MidiBertRegressor
+from pianoeval.midibert.model import MidiBert, MidiBertConfig, n_parameters
+from pianoeval.midibert.pretrain import (CorpusSampler, PretrainConfig, mask_tokens, mlm_loss,
+                                         pad_batch, training_config)
 from pianoeval.params import load_params, resolve_profile
 from pianoeval.tokens.tokenizer import encode, load_tokenizer, special_ids, vocab_sizes
-from pianoeval.train.finetune import load_token_data
-from pianoeval.train.pretrain import (CorpusSampler, PretrainConfig, mask_tokens, mlm_loss,
-                                      pad_batch, training_config)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))

@@ -18,9 +18,9 @@ import pandas as pd
 from pianoeval.data.dimensions import DIMENSIONS
 from pianoeval.data.splits import fold_masks, inner_validation, split_columns
 from pianoeval.params import load_params, resolve_profile
-from pianoeval.train.data import load_notes
-from pianoeval.train.loop import fit_fold
-from pianoeval.train.sequence import ablation, all_feature_columns
+from pianoeval.sequence.data import load_notes
+from pianoeval.sequence.train import fit_fold
+from pianoeval.sequence.variants import ablation, all_feature_columns
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))

@@ -1,22 +1,22 @@
 """DVC stage `finetune_midi`: the MIDI encoder fine-tuned on PercePiano, pre-trained and from
 scratch (``finetune_midi.models``), one model per fold of every split; predictions in
 ``metrics/predictions/<model>/``, fold checkpoints in ``models/finetune/<model>/``, records in
-``metrics/finetune_midi/`` (``pianoeval.train.finetune``). Runs as it is or under
+``metrics/finetune_midi/`` (``pianoeval.midibert.finetune``). Runs as it is or under
 ``torchrun --nproc-per-node N``, which shares the fold models out over the processes.
 """
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 import pandas as pd
 
 from pianoeval.config import load_config
-from pianoeval.models.midibert import MidiBertConfig
-from pianoeval.train.distributed import init_distributed
-from pianoeval.train.finetune import (FinetuneConfig, cross_fit_midibert, load_encoders,
-                                      load_token_data, write_variant)
+from pianoeval.distributed import init_distributed
+from pianoeval.logs import setup_logging
+from pianoeval.midibert.finetune import (FinetuneConfig, cross_fit_midibert, load_encoders,
+                                         load_token_data, write_variant)
+from pianoeval.midibert.model import MidiBertConfig
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--checkpoints", default="models/finetune")
     parser.add_argument("--records", default="metrics/finetune_midi")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    setup_logging()
     p = load_config("finetune_midi", args.params)
     rank, device = init_distributed(p.device)
     encoders = load_encoders(args.encoders)

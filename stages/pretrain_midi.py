@@ -3,24 +3,24 @@
 ``n_encoders`` encoders (seeds ``seed, seed + 1, ...``; finetune_midi seed *i* starts from encoder
 *i*) in ``models/pretrain/encoders/seed<s>.pt``, held-out scores in ``metrics/pretrain.json``,
 curves in ``metrics/pretrain/curves``. Resumable after a kill from the persisted checkpoints
-(``pianoeval.train.pretrain``). Runs as it is or under ``torchrun --nproc-per-node N``
+(``pianoeval.midibert.pretrain``). Runs as it is or under ``torchrun --nproc-per-node N``
 (DistributedDataParallel, same global batch: docs/scale.md).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from pianoeval.config import load_config
-from pianoeval.models.midibert import MidiBertConfig
+from pianoeval.distributed import init_distributed
+from pianoeval.logs import setup_logging
+from pianoeval.midibert.model import MidiBertConfig
+from pianoeval.midibert.pretrain import PretrainConfig, load_sequences, pretrain_encoders
 from pianoeval.tokens.tokenizer import load_tokenizer, special_ids, vocab_sizes
-from pianoeval.train.distributed import init_distributed
-from pianoeval.train.pretrain import PretrainConfig, load_sequences, pretrain_encoders
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--records", default="metrics/pretrain", help="per-step logs and curves")
     parser.add_argument("--metrics", default="metrics/pretrain.json")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    setup_logging()
     p, tokenize = load_config("pretrain_midi", args.params), load_config("tokenize", args.params)
     tokens = Path(args.tokens)
     rank, device = init_distributed(p.device)

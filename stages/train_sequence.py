@@ -8,15 +8,16 @@ every split in ``train_sequence.splits``: 4 fold models, out-of-fold and test-se
 """
 import argparse
 import json
-import logging
 import shutil
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+from pianoeval.evaluate.inputs import write_predictions
+from pianoeval.logs import setup_logging
 from pianoeval.params import load_params, resolve_profile
-from pianoeval.train.sequence import history_jsonl, sequence_notes, train_ablation
+from pianoeval.sequence.variants import history_jsonl, sequence_notes, train_ablation
 
 
 def main() -> None:
@@ -30,7 +31,7 @@ def main() -> None:
     parser.add_argument("--checkpoints", type=Path, default=Path("models/sequence"))
     parser.add_argument("--logs", type=Path, default=Path("metrics/train_sequence"))
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    setup_logging()
 
     section = resolve_profile(load_params("train_sequence", args.params), "train_sequence")
     labels, splits = pd.read_csv(args.labels), pd.read_csv(args.splits, dtype=str)
@@ -38,10 +39,8 @@ def main() -> None:
 
     for name in args.models or list(section["models"]):
         predictions, models, summary = train_ablation(section, name, notes, labels, splits)
-        out, ckpt = args.predictions / name, args.checkpoints / name
-        out.mkdir(parents=True, exist_ok=True)
-        for protocol, frame in predictions.items():
-            frame.to_csv(out / f"{protocol}.csv", index=False, float_format="%.6f")
+        write_predictions(args.predictions / name, predictions)
+        ckpt = args.checkpoints / name
         shutil.rmtree(ckpt, ignore_errors=True)  # no checkpoint of an earlier run's folds left
         ckpt.mkdir(parents=True)
         for fold, fm in models.items():

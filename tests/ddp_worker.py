@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pianoeval.models.midibert import MidiBertConfig
 from pianoeval.tokens.tokenizer import make_tokenizer, vocab_sizes
-from pianoeval.train.distributed import Rank, init_distributed
-from pianoeval.train.finetune import FinetuneConfig, cross_fit_midibert
-from pianoeval.train.pretrain import CorpusSampler, PretrainConfig, pretrain
+from pianoeval.distributed import Rank, init_distributed
+from pianoeval.midibert.finetune import cross_fit_midibert
+from pianoeval.midibert.pretrain import CorpusSampler, pretrain
+from config_factory import finetune_config, midibert_config, pretrain_config
 from test_pretrain import TINY, TOK_CFG, VOCAB, _corpus, _labelled_tokens
 
 STEPS, GLOBAL_BATCH = 10, 6
@@ -23,10 +23,10 @@ STEPS, GLOBAL_BATCH = 10, 6
 def run_pretrain(out: Path, rank: Rank = Rank()) -> tuple[list[dict], dict]:
     tok = make_tokenizer(TOK_CFG)
     notes, offsets = _corpus()
-    cfg = PretrainConfig(steps=STEPS, batch_size=GLOBAL_BATCH, seq_len=48, window_notes=30,
+    cfg = pretrain_config(steps=STEPS, batch_size=GLOBAL_BATCH, seq_len=48, window_notes=30,
                          warmup=3, checkpoint_every=4, lr=3e-3, dropout=0.0)
     sampler = CorpusSampler(notes, offsets, np.arange(4), tok, cfg, pad_id=0)
-    model_cfg = MidiBertConfig(vocab_sizes=vocab_sizes(tok), **TINY)
+    model_cfg = midibert_config(vocab_sizes=vocab_sizes(tok), **TINY)
     model, records, _ = pretrain(model_cfg, cfg, sampler, 1, 2, out / "ckpt", out / "log.jsonl",
                                  rank=rank)
     return records, model.state_dict()
@@ -34,8 +34,8 @@ def run_pretrain(out: Path, rank: Rank = Rank()) -> tuple[list[dict], dict]:
 
 def run_finetune(rank: Rank = Rank()) -> dict[str, pd.DataFrame] | None:
     data, labels, splits = _labelled_tokens(24, 4, seed=4)
-    result = cross_fit_midibert(data, labels, splits, MidiBertConfig(vocab_sizes=VOCAB, **TINY),
-                                FinetuneConfig(batch_size=8, max_epochs=1, n_seeds=2), None,
+    result = cross_fit_midibert(data, labels, splits, midibert_config(vocab_sizes=VOCAB, **TINY),
+                                finetune_config(batch_size=8, max_epochs=1, n_seeds=2), None,
                                 ["piece"], rank=rank)
     return None if result is None else result[0]
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import ddp_worker
-from pianoeval.train.distributed import Rank, init_distributed
+from pianoeval.distributed import Rank, init_distributed
 
 # Tolerances: each process runs the encoder on its 3 rows instead of all 6, and DDP sums the
 # gradients in another order, so losses and weights agree to float32 rounding, not bit for bit.

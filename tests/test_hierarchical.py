@@ -4,14 +4,15 @@ import pandas as pd
 import pytest
 import torch
 
-import pianoeval.train.sequence as sequence
+import pianoeval.sequence.variants as sequence
 from pianoeval.data.dimensions import DIMENSIONS, N_DIMS
-from pianoeval.models.hierarchical import (AttentionPool, Batch, HierarchicalAttentionModel,
-                                           HierConfig, reverse_padded)
-from pianoeval.train.data import Standardiser, collate, load_notes
-from pianoeval.train.loop import TrainConfig, fit_fold, predict
+from pianoeval.sequence.model import (AttentionPool, Batch, HierarchicalAttentionModel,
+                                      reverse_padded)
+from pianoeval.sequence.data import Standardiser, collate, load_notes
+from pianoeval.sequence.train import fit_fold, predict
+from config_factory import SEQUENCE_MODEL_PARAMS, SEQUENCE_TRAIN_PARAMS, hier_config, train_config
 from pianoeval.params import resolve_profile
-from pianoeval.train.sequence import ablation, cross_fit_sequence
+from pianoeval.sequence.variants import ablation, cross_fit_sequence
 
 PERF = ["pitch", "velocity", "log_ioi", "log_duration", "sustain_cc", "soft_cc"]
 ALIGNED = ["matched", "score_duration_beat", "local_tempo_ratio", "onset_dev_ms",
@@ -61,7 +62,7 @@ def random_batch(lengths, n_features=5, seed=0) -> Batch:
 
 def eval_model(hierarchical, n_features=5, seed=0, **kw):
     torch.manual_seed(seed)
-    return HierarchicalAttentionModel(HierConfig(n_features=n_features, d_model=16, n_heads=2,
+    return HierarchicalAttentionModel(hier_config(n_features=n_features, d_model=16, n_heads=2,
                                                  hierarchical=hierarchical, **kw)).eval()
 
 
@@ -178,12 +179,13 @@ def test_standardiser_weights_segments_equally_and_fills_nan():
 def test_profile_overrides_and_ablation_feature_groups():
     section = {"profile": "big", "profiles": {"big": {"model": {"d_model": 128}, "device": "cuda"}},
                "seed": 1, "num_threads": 1, "device": "cpu", "performance_features": PERF,
-               "aligned_features": ALIGNED, "model": {"d_model": 64, "n_layers": 1},
-               "train": {"max_epochs": 3},
+               "aligned_features": ALIGNED, "model": {**SEQUENCE_MODEL_PARAMS, "d_model": 64},
+               "train": {**SEQUENCE_TRAIN_PARAMS, "max_epochs": 3},
                "models": {"a": {"features": ["performance"], "hierarchical": False},
                           "b": {"features": ["performance", "aligned"], "hierarchical": True}}}
     resolved = resolve_profile(section, "train_sequence")
-    assert resolved["model"] == {"d_model": 128, "n_layers": 1} and resolved["device"] == "cuda"
+    assert resolved["model"] == {**SEQUENCE_MODEL_PARAMS, "d_model": 128}
+    assert resolved["device"] == "cuda"
     assert section["model"]["d_model"] == 64  # the params dict itself is untouched
     with pytest.raises(KeyError, match="train_sequence.profile 'nope'"):
         resolve_profile({**section, "profile": "nope"}, "train_sequence")
@@ -196,7 +198,7 @@ def test_profile_overrides_and_ablation_feature_groups():
 
 # --------------------------------------------------------------------------- training
 
-TINY = HierConfig(d_model=16, n_heads=2, dropout=0.0)
+TINY = hier_config(d_model=16, n_heads=2, dropout=0.0)
 
 
 def tiny_data(n, seed=0):
@@ -208,7 +210,7 @@ def tiny_data(n, seed=0):
 
 def test_overfits_a_handful_of_segments():
     data, Y = tiny_data(10)
-    cfg = TrainConfig(batch_size=4, lr=0.01, weight_decay=0.0, max_epochs=150, patience=150,
+    cfg = train_config(batch_size=4, lr=0.01, weight_decay=0.0, max_epochs=150, patience=150,
                       num_threads=1)
     fm = fit_fold(data, Y, np.arange(8), np.arange(8, 10), TINY, cfg)
     assert fm.history[0]["train_loss"] > 0.5
@@ -217,12 +219,12 @@ def test_overfits_a_handful_of_segments():
 
 def test_same_seed_same_predictions():
     data, Y = tiny_data(12)
-    cfg = TrainConfig(batch_size=4, max_epochs=3, num_threads=1)
+    cfg = train_config(batch_size=4, max_epochs=3, num_threads=1)
     preds = [predict(fit_fold(data, Y, np.arange(8), np.arange(8, 10), TINY, cfg), data, np.arange(10, 12))
              for _ in range(2)]
     np.testing.assert_array_equal(preds[0], preds[1])
     other = predict(fit_fold(data, Y, np.arange(8), np.arange(8, 10), TINY,
-                             TrainConfig(batch_size=4, max_epochs=3, num_threads=1, seed=1)),
+                             train_config(batch_size=4, max_epochs=3, num_threads=1, seed=1)),
                     data, np.arange(10, 12))
     assert not np.array_equal(preds[0], other)
     assert preds[0].shape == (2, N_DIMS)
@@ -246,7 +248,7 @@ def test_cross_fit_early_stops_on_an_inner_fold_never_on_fold_k_or_test(monkeypa
 
     monkeypatch.setattr(sequence, "fit_fold", spy)
     predictions, models = cross_fit_sequence(
-        notes, labels, splits, PERF, TINY, TrainConfig(batch_size=4, max_epochs=2, num_threads=1),
+        notes, labels, splits, PERF, TINY, train_config(batch_size=4, max_epochs=2, num_threads=1),
         ["piece"])
     fold_of = dict(zip(segs, piece))
     assert len(calls) == 4
@@ -269,7 +271,7 @@ def test_parallel_fold_models_match_sequential():
     notes = load_notes(make_notes(segs), PERF)
     splits = pd.DataFrame({"segment": segs, "piece_split_s0": (["0", "1", "2", "3"] * 4)[:16],
                            "performer_split": "0", "work_split": "0"})
-    cfg = TrainConfig(batch_size=4, max_epochs=2, num_threads=1)
+    cfg = train_config(batch_size=4, max_epochs=2, num_threads=1)
     runs = [cross_fit_sequence(notes, labels_for(segs), splits, PERF, TINY, cfg, ["piece"],
                                n_jobs=n_jobs)[0]["piece_s0_cv"] for n_jobs in (1, 2)]
     pd.testing.assert_frame_equal(runs[0], runs[1])

@@ -9,13 +9,14 @@ import torch
 
 from pianoeval.data.dimensions import DIMENSIONS
 from pianoeval.data.midi import NOTE_DTYPE
-from pianoeval.models.midibert import MidiBert, MidiBertConfig
-from pianoeval.models.midibert_head import MidiBertRegressor
+from pianoeval.midibert.model import MidiBert
+from pianoeval.midibert.head import MidiBertRegressor
 from pianoeval.tokens.tokenizer import make_tokenizer, vocab_sizes
-from pianoeval.train.finetune import (FinetuneConfig, TokenData, cross_fit_midibert,
-                                      fit_fold_bert, predict_bert)
-from pianoeval.train.pretrain import (IGNORE, CorpusSampler, PretrainConfig, batches,
-                                      evaluate_mlm, lr_at, mask_tokens, pad_batch, pretrain)
+from pianoeval.midibert.finetune import (TokenData, cross_fit_midibert,
+                                         fit_fold_bert, predict_bert)
+from config_factory import finetune_config, midibert_config, pretrain_config
+from pianoeval.midibert.pretrain import (IGNORE, CorpusSampler, batches,
+                                         evaluate_mlm, lr_at, mask_tokens, pad_batch, pretrain)
 
 VOCAB = [4, 68, 92, 35, 99]
 TOK_CFG = {"kind": "cpword", "tempo_bpm": 120.0, "beat_res": {"0-4": 16, "4-12": 4},
@@ -47,7 +48,7 @@ def test_masking_rate_and_80_10_10_on_a_large_batch():
 
 
 def test_lr_warms_up_then_decays_to_min():
-    cfg = PretrainConfig(steps=1000, warmup=100, lr=1e-3, min_lr=1e-4)
+    cfg = pretrain_config(steps=1000, warmup=100, lr=1e-3, min_lr=1e-4)
     assert lr_at(0, cfg) == pytest.approx(1e-5)
     assert lr_at(99, cfg) == pytest.approx(1e-3)
     assert lr_at(550, cfg) == pytest.approx(5.5e-4)
@@ -72,10 +73,10 @@ def _corpus(n_files=4, n_notes=300, seed=0):
 def _setup(steps=12, every=4):
     tok = make_tokenizer(TOK_CFG)
     notes, offsets = _corpus()
-    cfg = PretrainConfig(steps=steps, batch_size=2, seq_len=48, window_notes=30, warmup=3,
+    cfg = pretrain_config(steps=steps, batch_size=2, seq_len=48, window_notes=30, warmup=3,
                          checkpoint_every=every, lr=3e-3)
     sampler = CorpusSampler(notes, offsets, np.arange(4), tok, cfg, pad_id=0)
-    return MidiBertConfig(vocab_sizes=vocab_sizes(tok), **TINY), cfg, sampler
+    return midibert_config(vocab_sizes=vocab_sizes(tok), **TINY), cfg, sampler
 
 
 def test_sampler_batches_depend_only_on_seed_and_step():
@@ -172,9 +173,9 @@ def _token_data(n=40, seed=0):
 def test_finetune_overfits_a_tiny_set_and_predicts_19_dims():
     data = _token_data(12)
     Y = np.random.default_rng(1).uniform(0.2, 0.8, (12, 19))
-    cfg = FinetuneConfig(batch_size=4, lr=3e-3, head_lr=3e-3, max_epochs=60, patience=60,
+    cfg = finetune_config(batch_size=4, lr=3e-3, head_lr=3e-3, max_epochs=60, patience=60,
                          warmup_frac=0.05, head_dropout=0.0)
-    model_cfg = MidiBertConfig(vocab_sizes=VOCAB, **{**TINY, "dropout": 0.0})
+    model_cfg = midibert_config(vocab_sizes=VOCAB, **{**TINY, "dropout": 0.0})
     fm = fit_fold_bert(data, Y, np.arange(10), np.arange(10, 12), model_cfg, cfg)
     tuned = [h["train_loss"] for h in fm.history if h["stage"] == "finetune"]
     assert len(tuned) == 60 and tuned[-1] < 0.3 * tuned[0]
@@ -186,7 +187,7 @@ def test_finetune_overfits_a_tiny_set_and_predicts_19_dims():
 
 
 def test_pretrained_weights_load_into_the_regressor():
-    cfg = MidiBertConfig(vocab_sizes=VOCAB, **TINY)
+    cfg = midibert_config(vocab_sizes=VOCAB, **TINY)
     bert = MidiBert(cfg)
     reg = MidiBertRegressor(cfg)
     reg.load_encoder(bert.state_dict())
@@ -211,8 +212,8 @@ def _labelled_tokens(n: int, n_test: int, seed: int):
 
 def test_cross_fit_writes_every_protocol_and_never_trains_on_test():
     data, labels, splits = _labelled_tokens(40, 8, seed=2)
-    cfg = FinetuneConfig(batch_size=8, max_epochs=1, patience=1)
-    model_cfg = MidiBertConfig(vocab_sizes=VOCAB, **TINY)
+    cfg = finetune_config(batch_size=8, max_epochs=1, patience=1)
+    model_cfg = midibert_config(vocab_sizes=VOCAB, **TINY)
     preds, _, models = cross_fit_midibert(data, labels, splits, model_cfg, cfg, None, ["piece"])
     assert set(preds) == {"piece_s0_cv", "piece_s0_test"}
     assert len(preds["piece_s0_cv"]) == 32 and len(preds["piece_s0_test"]) == 8 * 4
@@ -228,9 +229,9 @@ def test_cross_fit_writes_every_protocol_and_never_trains_on_test():
 
 def test_n_seeds_averages_the_runs_of_each_seed():
     data, labels, splits = _labelled_tokens(24, 4, seed=4)
-    model_cfg = MidiBertConfig(vocab_sizes=VOCAB, **TINY)
+    model_cfg = midibert_config(vocab_sizes=VOCAB, **TINY)
     run = lambda **kw: cross_fit_midibert(data, labels, splits, model_cfg,
-                                          FinetuneConfig(batch_size=8, max_epochs=1, **kw),
+                                          finetune_config(batch_size=8, max_epochs=1, **kw),
                                           None, ["piece"])
     both, per_seed, models = run(n_seeds=2)
     one, two = run(seed=0)[0], run(seed=1)[0]
@@ -248,9 +249,9 @@ def test_n_seeds_averages_the_runs_of_each_seed():
 
 
 def test_seed_i_starts_from_encoder_i_cycling_over_the_encoders(monkeypatch):
-    import pianoeval.train.finetune as finetune
+    import pianoeval.midibert.finetune as finetune
     data, labels, splits = _labelled_tokens(12, 4, seed=5)
-    model_cfg = MidiBertConfig(vocab_sizes=VOCAB, **TINY)
+    model_cfg = midibert_config(vocab_sizes=VOCAB, **TINY)
     encoders = []
     for seed in range(2):
         torch.manual_seed(10 + seed)
@@ -265,7 +266,7 @@ def test_seed_i_starts_from_encoder_i_cycling_over_the_encoders(monkeypatch):
         return real_fit(*args)
 
     monkeypatch.setattr(finetune, "fit_fold_bert", recording_fit)
-    cfg = FinetuneConfig(batch_size=8, max_epochs=0, seed=7, n_seeds=3)
+    cfg = finetune_config(batch_size=8, max_epochs=0, seed=7, n_seeds=3)
     cross_fit_midibert(data, labels, splits, model_cfg, cfg, encoders, ["piece"])
     assert started == {7: {0}, 8: {1}, 9: {0}}
     with pytest.raises(ValueError, match="empty"):
@@ -273,7 +274,7 @@ def test_seed_i_starts_from_encoder_i_cycling_over_the_encoders(monkeypatch):
 
 
 def test_load_encoders_orders_by_seed_and_rejects_empty_or_mixed_folders(tmp_path):
-    from pianoeval.train.finetune import load_encoders
+    from pianoeval.midibert.finetune import load_encoders
     with pytest.raises(FileNotFoundError, match="pretrain_midi"):
         load_encoders(tmp_path)
     for seed in (10, 2, 0):
@@ -316,10 +317,10 @@ def test_summarise_seeds_averages_single_model_r2_and_counts_wins():
 
 
 def test_layer_states_end_in_the_forward_output_and_the_head_pools_mean_and_std_of_each():
-    cfg = MidiBertConfig(vocab_sizes=VOCAB, **{**TINY, "n_layers": 2})
+    cfg = midibert_config(vocab_sizes=VOCAB, **{**TINY, "n_layers": 2})
     reg = MidiBertRegressor(cfg, layer_mix=True).eval()
     data = _token_data(3)
-    from pianoeval.train.pretrain import pad_batch
+    from pianoeval.midibert.pretrain import pad_batch
     ids, valid = pad_batch(data.seqs, 0)
     states = reg.bert.layer_states(ids, valid)
     assert len(states) == 3 and all(s.shape == states[0].shape for s in states)
@@ -347,16 +348,16 @@ def test_ridge_stage_is_sklearn_ridge_on_frozen_pooled_features_then_finetuning_
 
     data = _token_data(16)
     Y = np.random.default_rng(3).uniform(0.2, 0.8, (16, 19))
-    model_cfg = MidiBertConfig(vocab_sizes=VOCAB, **TINY)
+    model_cfg = midibert_config(vocab_sizes=VOCAB, **TINY)
     encoder = MidiBert(model_cfg).state_dict()
-    cfg = FinetuneConfig(batch_size=4, max_epochs=0, layer_mix=True, ridge_alphas=(0.1, 10.0, 1000.0))
+    cfg = finetune_config(batch_size=4, max_epochs=0, layer_mix=True, ridge_alphas=(0.1, 10.0, 1000.0))
     fm = fit_fold_bert(data, Y, np.arange(12), np.arange(12, 16), model_cfg, cfg, encoder)
     for k, v in fm.model.bert.state_dict().items():
         if not k.startswith("heads."):
             assert torch.equal(v, encoder[k]), k  # frozen in the ridge stage
     assert [h["stage"] for h in fm.history] == ["ridge"] and fm.best_epoch == 0
     # the head's predictions are RidgeCV's on the standardised pooled features
-    from pianoeval.train.pretrain import pad_batch
+    from pianoeval.midibert.pretrain import pad_batch
     with torch.no_grad():
         ids, valid = pad_batch(data.seqs, 0)
         raw = fm.model.pool.raw(fm.model.features(ids, valid), valid).numpy()
@@ -368,13 +369,13 @@ def test_ridge_stage_is_sklearn_ridge_on_frozen_pooled_features_then_finetuning_
     np.testing.assert_allclose(head, ridge.predict(x), atol=1e-3)
     # then fine-tuning continues the history and may move the encoder
     both = fit_fold_bert(data, Y, np.arange(12), np.arange(12, 16), model_cfg,
-                         FinetuneConfig(**{**cfg.__dict__, "max_epochs": 2, "patience": 5}), encoder)
+                         finetune_config(**{**cfg.__dict__, "max_epochs": 2, "patience": 5}), encoder)
     assert [h["stage"] for h in both.history] == ["ridge", "finetune", "finetune"]
     assert both.best_epoch == int(np.argmin([h["val_loss"] for h in both.history]))
 
 
 def test_alibi_bias_is_minus_slope_times_distance_with_padding_keys_at_minus_inf():
-    bert = MidiBert(MidiBertConfig(vocab_sizes=VOCAB, **{**TINY, "n_heads": 4, "position": "alibi"}))
+    bert = MidiBert(midibert_config(vocab_sizes=VOCAB, **{**TINY, "n_heads": 4, "position": "alibi"}))
     assert bert.pos is None and torch.allclose(bert.slopes, torch.tensor([2.0 ** -2, 2.0 ** -4,
                                                                           2.0 ** -6, 2.0 ** -8]))
     valid = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
@@ -384,14 +385,14 @@ def test_alibi_bias_is_minus_slope_times_distance_with_padding_keys_at_minus_inf
     assert torch.equal(bias[0, 2], bias[0, 2].T) and (bias[0, :, range(5), range(5)] == 0).all()
     assert torch.isinf(bias[1, :, :, 3:]).all() and torch.isfinite(bias[1, :, :, :3]).all()
     with pytest.raises(ValueError, match="position"):
-        MidiBert(MidiBertConfig(vocab_sizes=VOCAB, **{**TINY, "position": "rotary"}))
+        MidiBert(midibert_config(vocab_sizes=VOCAB, **{**TINY, "position": "rotary"}))
 
 
 @pytest.mark.parametrize("position", ["learned", "alibi"])
 def test_encoder_ignores_padding_and_trains_and_infers_alike(position):
     # nn.TransformerEncoderLayer's inference fast path returned NaN with ALiBi's per-head bias
     torch.manual_seed(0)
-    bert = MidiBert(MidiBertConfig(vocab_sizes=VOCAB, **{**TINY, "dropout": 0.0,
+    bert = MidiBert(midibert_config(vocab_sizes=VOCAB, **{**TINY, "dropout": 0.0,
                                                          "position": position}))
     ids, valid = pad_batch(_token_data(3).seqs, 0)
     valid[1, valid[1].sum() // 2:] = False

@@ -1,4 +1,4 @@
-"""The `train_sequence` stage's steps (pianoeval.train.sequence): its notes, one ablation trained
+"""The `train_sequence` stage's steps (pianoeval.sequence.variants): its notes, one ablation trained
 end to end, and the per-epoch log and summary it writes."""
 import json
 import logging
@@ -6,15 +6,15 @@ from types import SimpleNamespace
 
 import pandas as pd
 
-from pianoeval.models.hierarchical import HierConfig
-from pianoeval.train.sequence import (history_jsonl, sequence_notes, train_ablation,
-                                      training_summary, unnoted_segments)
+from config_factory import SEQUENCE_MODEL_PARAMS, SEQUENCE_TRAIN_PARAMS, hier_config
+from pianoeval.sequence.variants import (history_jsonl, sequence_notes, train_ablation,
+                                         training_summary, unnoted_segments)
 from test_hierarchical import ALIGNED, PERF, labels_for, make_notes, names
 
 SECTION = {"performance_features": PERF, "aligned_features": ALIGNED, "seed": 0,
            "num_threads": 1, "device": "cpu", "splits": ["piece"], "n_jobs": 1,
-           "piece_seeds": None, "model": {"d_model": 16, "n_heads": 2, "dropout": 0.0},
-           "train": {"batch_size": 4, "max_epochs": 2},
+           "piece_seeds": None, "model": {**SEQUENCE_MODEL_PARAMS, "d_model": 16, "n_heads": 2, "dropout": 0.0},
+           "train": {**SEQUENCE_TRAIN_PARAMS, "batch_size": 4, "max_epochs": 2},
            "models": {"flat": {"features": ["performance"], "hierarchical": False}}}
 
 
@@ -49,7 +49,7 @@ def test_history_jsonl_rounds_floats_fold_by_fold():
 
 def test_training_summary_keeps_each_folds_best_epoch_without_timings():
     models = {"a_0": fold_model(1, (2.0, 3.0), (1.5, 0.1111111), (1.0, 0.5))}
-    summary = training_summary(["pitch"], HierConfig(hierarchical=True), models)
+    summary = training_summary(["pitch"], hier_config(hierarchical=True), models)
     assert summary == {"features": ["pitch"], "hierarchical": True,
                        "folds": {"a_0": {"best_epoch": 1, "epochs": 3, "train_loss": 1.5,
                                          "val_loss": 0.111111}}}

@@ -45,9 +45,9 @@ from tqdm import tqdm
 
 from pianoeval.data.midi import CONTROL_DTYPE, Performance
 from pianoeval.degrade.preserving import PreservingConfig, augment
-from pianoeval.models.midibert import MidiBert, MidiBertConfig, n_parameters
+from pianoeval.distributed import Rank, all_sum, barrier, broadcast
+from pianoeval.midibert.model import MidiBert, MidiBertConfig, n_parameters
 from pianoeval.tokens.tokenizer import encode
-from pianoeval.train.distributed import Rank, all_sum, barrier, broadcast
 
 log = logging.getLogger(__name__)
 IGNORE = -100  # target of unselected tokens (F.cross_entropy's ignore_index)
@@ -55,25 +55,27 @@ IGNORE = -100  # target of unselected tokens (F.cross_entropy's ignore_index)
 
 @dataclass
 class PretrainConfig:
-    steps: int = 1000
-    batch_size: int = 8
-    seq_len: int = 512            # tokens per training sequence
-    window_notes: int = 360       # notes drawn per sequence before tokenising
-    mask_rate: float = 0.15
-    lr: float = 5e-4              # peak learning rate
-    min_lr: float = 5e-5          # end of the cosine
-    warmup: int = 100             # warm-up steps
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    checkpoint_every: int = 100
-    augment: bool = True
-    tempo_bpm: float = 120.0      # reference grid of the tokenizer
-    seed: int = 0
-    num_threads: int = 1
-    device: str = "cpu"
-    loader_workers: int = 0       # processes drawing batches ahead of the model (0: inline)
-    dropout: float | None = None  # dropout while pre-training (None: the model config's); the
-                                  # encoder keeps its config's dropout for fine-tuning
+    """Pre-training settings: pretrain_midi.train of params.yaml, with the stage's seed,
+    threads, device and the tokenizer's tempo; no defaults here (params.yaml is their home)."""
+    steps: int
+    batch_size: int
+    seq_len: int  # tokens per training sequence
+    window_notes: int  # notes drawn per sequence before tokenising
+    mask_rate: float
+    lr: float  # peak learning rate
+    min_lr: float  # end of the cosine
+    warmup: int  # warm-up steps
+    weight_decay: float
+    grad_clip: float
+    checkpoint_every: int
+    augment: bool
+    tempo_bpm: float  # reference grid of the tokenizer
+    seed: int
+    num_threads: int
+    device: str
+    loader_workers: int  # processes drawing batches ahead of the model (0: inline)
+    dropout: float | None  # while pre-training (None: the model config's); the encoder
+                           # keeps its config's dropout for fine-tuning
 
 
 def training_config(model_cfg: MidiBertConfig, cfg: PretrainConfig) -> MidiBertConfig:
@@ -299,12 +301,14 @@ def pretrain(model_cfg: MidiBertConfig, cfg: PretrainConfig, sampler: CorpusSamp
             gen.manual_seed(cfg.seed * 1_000_003 + step)
             inputs, targets, _ = mask_tokens(ids, valid, cfg.mask_rate, mask_id,
                                              model_cfg.vocab_sizes, n_special, gen)
+            # every process draws the whole batch: its counts need no reduction across them
+            tokens += int(valid.sum())
+            n_total = None if rank.world == 1 else (targets[..., 0] != IGNORE).sum().to(cfg.device)
             if rank.world > 1:  # this process's rows of the step's batch
                 rows = rank.rows(len(ids))
                 inputs, targets, valid = inputs[rows], targets[rows], valid[rows]
             # on the device before any reduction across processes: NCCL reduces CUDA tensors only
             inputs, targets, valid = (t.to(cfg.device) for t in (inputs, targets, valid))
-            n_total = None if rank.world == 1 else all_sum((targets[..., 0] != IGNORE).sum(), rank)
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, cfg)
             logits = net(inputs, valid)
@@ -317,7 +321,6 @@ def pretrain(model_cfg: MidiBertConfig, cfg: PretrainConfig, sampler: CorpusSamp
             if rank.world > 1:
                 loss, correct = all_sum(loss.detach(), rank), all_sum(correct, rank)
                 n = n_total
-            tokens += int(all_sum(valid.sum(), rank))
             record = {"step": step, "loss": round(loss.item(), 6),
                       "masked_acc": round(float(correct.sum()) / max(1, int(n)) / len(logits), 6),
                       "lr": float(f"{lr_at(step, cfg):.6g}")}

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pianoeval.models.hierarchical import Batch
+from pianoeval.sequence.model import Batch
 
 IOI_FLOOR_SEC = 0.01  # log(x + floor): chord notes have IOI ~0; 10 ms keeps their log finite
 
@@ -103,10 +103,10 @@ class Standardiser:
 
     mean: np.ndarray
     std: np.ndarray
-    clip: float = 5.0
+    clip: float
 
     @classmethod
-    def fit(cls, features: list[np.ndarray], clip: float = 5.0) -> "Standardiser":
+    def fit(cls, features: list[np.ndarray], clip: float) -> "Standardiser":
         if not features:
             raise ValueError("no training segments to fit the standardiser on")
         with np.errstate(all="ignore"), warnings.catch_warnings():

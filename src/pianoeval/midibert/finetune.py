@@ -1,6 +1,6 @@
 """Fine-tuning the MIDI encoder on the PercePiano labels, one model per fold of every split.
 
-The same recipe as the sequence models (``pianoeval.train.loop``): targets standardised per
+The same recipe as the sequence models (``pianoeval.sequence.train``): targets standardised per
 dimension on the training rows (MSE = 1 - mean R^2 on the training scale), AdamW with gradient
 clipping, batches of similar length, early stopping and the choice of epoch on the validation
 fold only (the test rows are never passed in), predictions mapped back to 0..1 and clipped to
@@ -28,7 +28,6 @@ The best of the ridge stage and the epochs on the validation fold is kept.
 from __future__ import annotations
 
 import collections
-import copy
 import json
 import logging
 import math
@@ -46,35 +45,38 @@ import torch
 from sklearn.linear_model import RidgeCV
 
 from pianoeval.data.dimensions import DIMENSIONS
-from pianoeval.models.midibert import MidiBertConfig
-from pianoeval.models.midibert_head import MidiBertRegressor
+from pianoeval.distributed import Rank, gather
+from pianoeval.evaluate.inputs import write_predictions
+from pianoeval.midibert.head import MidiBertRegressor
+from pianoeval.midibert.model import MidiBertConfig
+from pianoeval.midibert.pretrain import pad_batch
 from pianoeval.models.protocols import cross_fit_protocols, fold_plan
 from pianoeval.progress import Progress
-from pianoeval.train.distributed import Rank, gather
-from pianoeval.train.loop import _mean_r2, length_batches, set_determinism
-from pianoeval.train.pretrain import pad_batch
+from pianoeval.training import EarlyStopping, length_batches, mean_r2, set_determinism
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class FinetuneConfig:
-    batch_size: int = 16
-    lr: float = 3e-4
-    head_lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_frac: float = 0.1
-    max_epochs: int = 4
-    patience: int = 2
-    grad_clip: float = 1.0
-    head_dropout: float = 0.1
-    train_crop: int | None = None  # training sequences: a random window of this many tokens
-    layer_mix: bool = False  # the head reads every depth of the encoder (else the last layer)
-    ridge_alphas: tuple[float, ...] = tuple(np.logspace(-1, 4, 11))  # stage 1 penalties
-    seed: int = 0
-    n_seeds: int = 1  # fold models per fold, seeds seed .. seed + n_seeds - 1, predictions averaged
-    num_threads: int = 1
-    device: str = "cpu"
+    """Fine-tuning settings: finetune_midi.train of params.yaml, with the stage's seeds, threads
+    and device; no defaults here (params.yaml is their home)."""
+    batch_size: int
+    lr: float
+    head_lr: float
+    weight_decay: float
+    warmup_frac: float
+    max_epochs: int
+    patience: int
+    grad_clip: float
+    head_dropout: float
+    train_crop: int | None  # training sequences: a random window of this many tokens
+    layer_mix: bool  # the head reads every depth of the encoder (else the last layer)
+    ridge_alphas: tuple[float, ...]  # stage 1 penalties
+    seed: int
+    n_seeds: int  # fold models per fold, seeds seed .. seed + n_seeds - 1, predictions averaged
+    num_threads: int
+    device: str
 
 
 @dataclass
@@ -184,9 +186,11 @@ def fit_fold_bert(data: TokenData, Y: np.ndarray, train_idx, val_idx, model_cfg:
     model.to(cfg.device)
     alpha, train_loss = _fit_ridge_head(model, data, train_idx, z_train, cfg)
     val = _predict_std(model, data, val_idx, model_cfg.pad_id, 4 * cfg.batch_size, cfg.device)
-    best, best_epoch, best_state = float(np.mean((val - z_val) ** 2)), 0, copy.deepcopy(model.state_dict())
+    stopper = EarlyStopping(cfg.patience)
     history = [{"epoch": 0, "stage": "ridge", "alpha": alpha, "train_loss": train_loss,
-                "val_loss": best, "val_r2": _mean_r2(Y[val_idx], val * y_std + y_mean)}]
+                "val_loss": float(np.mean((val - z_val) ** 2)),
+                "val_r2": mean_r2(Y[val_idx], val * y_std + y_mean)}]
+    stopper.update(0, history[0]["val_loss"], model)
     head = [p for n, p in model.named_parameters() if not n.startswith("bert.")]
     opt = torch.optim.AdamW([{"params": model.bert.parameters(), "lr": cfg.lr},
                              {"params": head, "lr": cfg.head_lr}], weight_decay=cfg.weight_decay)
@@ -217,14 +221,12 @@ def fit_fold_bert(data: TokenData, Y: np.ndarray, train_idx, val_idx, model_cfg:
         val_loss = float(np.mean((val - z_val) ** 2))
         history.append({"epoch": epoch, "stage": "finetune", "alpha": alpha,
                         "train_loss": loss_sum / count, "val_loss": val_loss,
-                        "val_r2": _mean_r2(Y[val_idx], val * y_std + y_mean)})
-        if val_loss < best:
-            best, best_epoch, best_state = val_loss, epoch, copy.deepcopy(model.state_dict())
-        elif epoch - best_epoch >= cfg.patience:
+                        "val_r2": mean_r2(Y[val_idx], val * y_std + y_mean)})
+        if stopper.update(epoch, val_loss, model):
             break
-    model.load_state_dict(best_state)
+    stopper.restore(model)
     model.eval()
-    return BertFoldModel(model, y_mean, y_std, y_train.min(0), y_train.max(0), best_epoch,
+    return BertFoldModel(model, y_mean, y_std, y_train.min(0), y_train.max(0), stopper.best_epoch,
                          history, train_idx, val_idx, time.perf_counter() - start)
 
 
@@ -367,12 +369,12 @@ def write_variant(name: str, result: tuple, encoder_seeds: list | None, predicti
     ``logs/<name>.jsonl`` and a summary (best epoch and its scores per fold model) in
     ``logs/<name>.json``. ``encoder_seeds``: the pre-trained encoders' seeds (None: scratch)."""
     mean, per_seed, models = result
-    _write_predictions(predictions / name, mean)
+    write_predictions(predictions / name, mean)
     ckpt = checkpoints / name
     shutil.rmtree(ckpt, ignore_errors=True)
     ckpt.mkdir(parents=True)
     for seed, frames in per_seed.items():  # each seed's single models, for compare_midibert
-        _write_predictions(ckpt / f"predictions_seed{seed}", frames)
+        write_predictions(ckpt / f"predictions_seed{seed}", frames)
     logs.mkdir(parents=True, exist_ok=True)
     summary = {"pretrained": encoder_seeds is not None, "folds": {}, "encoder_seeds": encoder_seeds}
     with open(logs / f"{name}.jsonl", "w") as f:
@@ -385,12 +387,6 @@ def write_variant(name: str, result: tuple, encoder_seeds: list | None, predicti
                 summary["folds"][key] = {"best_epoch": fm.best_epoch, "epochs": len(fm.history),
                                          **_rounded(fm.history[fm.best_epoch], skip="epoch")}
     (logs / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
-
-
-def _write_predictions(folder: Path, frames: dict[str, pd.DataFrame]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    for protocol, frame in frames.items():
-        frame.to_csv(folder / f"{protocol}.csv", index=False, float_format="%.6f")
 
 
 def _rounded(record: dict, skip: str | None = None) -> dict:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from pianoeval.models.midibert import MidiBert, MidiBertConfig
+from pianoeval.midibert.model import MidiBert, MidiBertConfig
 
 
 class StatsPool(nn.Module):

@@ -15,7 +15,7 @@ a token is in the sequence:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -24,15 +24,17 @@ from torch import nn
 
 @dataclass
 class MidiBertConfig:
-    vocab_sizes: list[int] = field(default_factory=lambda: [4, 68, 92, 35, 99])
-    d_model: int = 256
-    n_heads: int = 4
-    n_layers: int = 4
-    d_ff: int = 1024          # feed-forward width (4 x d_model, as in BERT)
-    dropout: float = 0.1
-    max_len: int = 512        # positions the encoder can take
-    pad_id: int = 0
-    position: str = "learned"  # "learned" (BERT) or "alibi" (distance bias in attention)
+    """Architecture: pretrain_midi.model of params.yaml and the tokenizer's vocabulary, length
+    and pad id (saved with every encoder and read back by fine-tuning); no defaults here."""
+    vocab_sizes: list[int]
+    d_model: int
+    n_heads: int
+    n_layers: int
+    d_ff: int  # feed-forward width (4 x d_model, as in BERT)
+    dropout: float
+    max_len: int  # positions the encoder can take
+    pad_id: int
+    position: str  # "learned" (BERT) or "alibi" (distance bias in attention)
 
 
 class Block(nn.Module):

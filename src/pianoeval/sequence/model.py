@@ -39,12 +39,14 @@ NEG = -1e9  # logit of a non-member: exp() underflows to exactly 0 in float32
 
 @dataclass
 class HierConfig:
-    n_features: int = 6          # per-note input features
-    d_model: int = 64            # note embedding width (Bi-LSTM: d_model // 2 per direction)
-    n_layers: int = 1            # Bi-LSTM layers
-    n_heads: int = 4             # attention heads of every pooling
-    dropout: float = 0.2
-    hierarchical: bool = True    # False: flat attention pooling over all notes (ablation)
+    """Architecture: train_sequence.model of params.yaml, the ablation's pooling and its input
+    width; only the output width (the 19 dimensions) has a default."""
+    n_features: int  # per-note input features
+    d_model: int  # note embedding width (Bi-LSTM: d_model // 2 per direction)
+    n_layers: int  # Bi-LSTM layers
+    n_heads: int  # attention heads of every pooling
+    dropout: float
+    hierarchical: bool  # False: flat attention pooling over all notes (ablation)
     n_outputs: int = N_DIMS
 
 

@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 
 from pianoeval.data.dimensions import DIMENSIONS
-from pianoeval.models.hierarchical import HierarchicalAttentionModel, HierConfig, n_parameters
 from pianoeval.models.protocols import cross_fit_protocols, fold_plan
 from pianoeval.progress import Progress
-from pianoeval.train.data import NoteData, load_notes
-from pianoeval.train.loop import FoldModel, TrainConfig, fit_fold, predict
+from pianoeval.sequence.data import NoteData, load_notes
+from pianoeval.sequence.model import HierarchicalAttentionModel, HierConfig, n_parameters
+from pianoeval.sequence.train import FoldModel, TrainConfig, fit_fold, predict
 
 log = logging.getLogger(__name__)
 FEATURE_GROUPS = ("performance_features", "aligned_features")

@@ -13,9 +13,6 @@
 """
 from __future__ import annotations
 
-import copy
-import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -23,22 +20,25 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 import torch
 
-from pianoeval.models.hierarchical import HierarchicalAttentionModel, HierConfig
-from pianoeval.train.data import NoteData, Standardiser, collate
+from pianoeval.sequence.data import NoteData, Standardiser, collate
+from pianoeval.sequence.model import HierarchicalAttentionModel, HierConfig
+from pianoeval.training import EarlyStopping, length_batches, mean_r2, set_determinism
 
 
 @dataclass
 class TrainConfig:
-    batch_size: int = 16
-    lr: float = 2e-3
-    weight_decay: float = 0.01
-    max_epochs: int = 40
-    patience: int = 8           # stop after this many epochs without a better validation loss
-    grad_clip: float = 1.0      # max gradient norm
-    feature_clip: float = 5.0   # z-scores of input features clipped to +-this
-    seed: int = 0
-    num_threads: int = 2
-    device: str = "cpu"
+    """Optimisation settings: train_sequence.train of params.yaml, with the stage's seed, threads
+    and device; no defaults here (params.yaml is their home)."""
+    batch_size: int
+    lr: float
+    weight_decay: float
+    max_epochs: int
+    patience: int  # stop after this many epochs without a better validation loss
+    grad_clip: float  # max gradient norm
+    feature_clip: float  # z-scores of input features clipped to +-this
+    seed: int
+    num_threads: int
+    device: str
 
 
 @dataclass
@@ -65,35 +65,6 @@ class FoldModel:
                 "y_mean": self.y_mean.tolist(), "y_std": self.y_std.tolist(),
                 "y_low": self.y_low.tolist(), "y_high": self.y_high.tolist(),
                 "best_epoch": self.best_epoch, "history": self.history}
-
-
-def set_determinism(seed: int, num_threads: int, device: str = "cpu") -> None:
-    """Seed torch, fix the thread count (CPU results can depend on it) and ask for
-    deterministic kernels. On CUDA (untested here: no GPU on the build machines) cuBLAS needs a
-    workspace setting, and an op without a deterministic kernel warns instead of failing."""
-    torch.manual_seed(seed)
-    torch.set_num_threads(num_threads)
-    if device.startswith("cuda"):
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=device.startswith("cuda"))
-
-
-def length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None
-                   ) -> list[np.ndarray]:
-    """Positions 0..n-1 cut into batches of similar length: shuffle (if rng), sort chunks of
-    8 batches by length, cut, shuffle the batch order. Without rng: sorted, in order."""
-    n = len(lengths)
-    if rng is None:
-        order = np.argsort(lengths, kind="stable")
-        return [order[i:i + batch_size] for i in range(0, n, batch_size)]
-    perm = rng.permutation(n)
-    chunk = 8 * batch_size
-    batches = []
-    for i in range(0, n, chunk):
-        part = perm[i:i + chunk]
-        part = part[np.argsort(lengths[part], kind="stable")]
-        batches += [part[j:j + batch_size] for j in range(0, len(part), batch_size)]
-    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def _batch(xs, data: NoteData, idx: np.ndarray, device: str):
@@ -136,7 +107,7 @@ def fit_fold(data: NoteData, Y: np.ndarray, train_idx, val_idx, model_cfg: HierC
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     lengths = data.lengths(train_idx)
 
-    best, best_epoch, best_state, history = math.inf, -1, None, []
+    stopper, history = EarlyStopping(cfg.patience), []
     for epoch in range(cfg.max_epochs):
         model.train()
         total, count = 0.0, 0
@@ -152,19 +123,16 @@ def fit_fold(data: NoteData, Y: np.ndarray, train_idx, val_idx, model_cfg: HierC
         val_pred = _predict_std(model, xs, data, val_idx, cfg.batch_size, cfg.device)
         val_loss = float(np.mean((val_pred - z_val) ** 2))
         record = {"epoch": epoch, "train_loss": total / count, "val_loss": val_loss,
-                  "val_r2": _mean_r2(Y[val_idx], val_pred * y_std + y_mean)}
+                  "val_r2": mean_r2(Y[val_idx], val_pred * y_std + y_mean)}
         history.append(record)
         if on_epoch:
             on_epoch(record)
-        if val_loss < best:
-            best, best_epoch = val_loss, epoch
-            best_state = copy.deepcopy(model.state_dict())
-        elif epoch - best_epoch >= cfg.patience:
+        if stopper.update(epoch, val_loss, model):
             break
-    model.load_state_dict(best_state)
+    stopper.restore(model)
     model.eval()
     return FoldModel(model, scaler, y_mean, y_std, y_train.min(0), y_train.max(0),
-                     list(data.columns), best_epoch, history, train_idx, val_idx,
+                     list(data.columns), stopper.best_epoch, history, train_idx, val_idx,
                      time.perf_counter() - start, time.process_time() - cpu_start)
 
 
@@ -177,9 +145,3 @@ def predict(fm: FoldModel, data: NoteData, idx, batch_size: int = 16, device: st
     xs = {i: fm.scaler.transform(data.features[i]) for i in idx}
     z = _predict_std(fm.model, xs, data, idx, batch_size, device)
     return np.clip(z * fm.y_std + fm.y_mean, fm.y_low, fm.y_high)
-
-
-def _mean_r2(y: np.ndarray, p: np.ndarray) -> float:
-    ss_tot = ((y - y.mean(0)) ** 2).sum(0)
-    ss_res = ((y - p) ** 2).sum(0)
-    return float(np.mean(1 - ss_res / np.where(ss_tot > 0, ss_tot, np.nan)))
