@@ -16,9 +16,9 @@ learning-rate schedule and a resumable, seeded training loop.
   lr(s) = lr_min + (lr_max - lr_min) * (1 + cos(pi * p)) / 2,  p = (s - warmup) / (steps - warmup).
 * ``dropout`` overrides the model's dropout while pre-training only (the saved encoder keeps
   its config, so fine-tuning uses the model's); the CPU default pre-trains without dropout.
-* A checkpoint (model, optimiser, step, torch RNG state, a fingerprint of the configuration)
-  is written every ``checkpoint_every`` steps; a run finding one with the same fingerprint
-  continues from it, and the JSON-lines log is cut back to that step.
+* A checkpoint (model, optimiser, step, torch RNG state, a fingerprint of the configuration
+  and of the code) is written every ``checkpoint_every`` steps; a run finding one with the same
+  fingerprint continues from it, and the JSON-lines log is cut back to that step.
 """
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ from pianoeval.data.midi import CONTROL_DTYPE, Performance
 from pianoeval.degrade.preserving import PreservingConfig, augment
 from pianoeval.distributed import Rank, all_sum, barrier, broadcast
 from pianoeval.midibert.model import MidiBert, MidiBertConfig, n_parameters
+from pianoeval.provenance import loaded_code_digest
 from pianoeval.tokens.tokenizer import encode
 
 log = logging.getLogger(__name__)
@@ -218,9 +219,10 @@ def batches(sampler: CorpusSampler, first: int, last: int, workers: int = 0
 
 
 def fingerprint(*parts) -> str:
-    """Short hash of JSON-serialisable parts: a checkpoint from another configuration is not
-    resumed."""
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    """Short hash of JSON-serialisable parts and of the code that trains (every loaded pianoeval
+    module, torch's and numpy's versions): a checkpoint of another configuration, or one that
+    other code wrote, is not resumed."""
+    blob = json.dumps([*parts, loaded_code_digest()], sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
