@@ -2,8 +2,9 @@
 from types import SimpleNamespace
 
 import pandas as pd
+import pytest
 
-from pianoeval.degrade.batch import clean_items, degrade_metrics
+from pianoeval.degrade.batch import check_aligned, clean_items, degrade_metrics
 
 
 def test_degrade_metrics_count_samples_pairs_and_failures():
@@ -28,3 +29,27 @@ def test_degrade_metrics_count_samples_pairs_and_failures():
 def test_clean_items_without_sources_selects_nothing(tmp_path):
     assert clean_items({}, tmp_path, tmp_path) == ([], {})
     assert clean_items({"percepiano": None, "maestro": None}, tmp_path, tmp_path) == ([], {})
+
+
+def test_windows_of_a_performance_the_align_stage_skipped_stop_the_stage(tmp_path):
+    csv = tmp_path / "alignments.csv"
+    pd.DataFrame({"segment": ["a/p1", "a/p2", "b/p3"],
+                  "status": ["ok", "skipped", "failed"]}).to_csv(csv, index=False)
+    check_aligned(csv, {"a/p1", "b/p3"})  # a failed alignment is a fact, not a limit
+    check_aligned(tmp_path / "absent.csv", {"a/p2"})  # no align output: features go without
+    with pytest.raises(ValueError, match=r"alignments.csv: 1 of the 2 performances .* \(e.g. "
+                                         r"a/p2\); align.sources.maestro.max_items"):
+        check_aligned(csv, {"a/p1", "a/p2"})
+
+
+def test_align_max_items_keeps_the_performances_render_and_degrade_window():
+    """align.sources.maestro.max_items spreads over the sorted items as spread_pick does, so the
+    same number keeps exactly the performances the windows come from."""
+    from pianoeval.align.batch import Item, limit_items
+    from pianoeval.audio.render import spread_pick
+
+    items = [Item(f"w{k:03d}/perf", f"perf{k}.mid", f"score{k}.mid", f"score{k}.mid")
+             for k in range(1067)]
+    for n in (1, 7, 200, 1066, 2000):
+        kept = [it.name for it in limit_items(items, {}, None, n) if it.skip is None]
+        assert kept == [it.name for it in spread_pick(items, n)]

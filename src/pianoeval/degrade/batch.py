@@ -36,9 +36,24 @@ def clean_items(sources: dict, raw: Path, align_root: Path) -> tuple[list, dict]
                                       float(maestro["hop_sec"]), maestro["max_performances"],
                                       maestro["max_windows"])
         items += windows
-        alignments |= read_alignments(align_root / "maestro",
-                                      {i.name.split("@")[0] for i in windows})
+        performances = {i.name.split("@")[0] for i in windows}
+        check_aligned(align_root / "maestro" / "alignments.csv", performances)
+        alignments |= read_alignments(align_root / "maestro", performances)
     return items, alignments
+
+
+def check_aligned(alignments_csv: Path, performances: set[str]) -> None:
+    """Stop when the align stage skipped (by a CPU limit) a performance the windows come from:
+    their features would silently go without the score."""
+    if not alignments_csv.is_file():
+        return
+    status = pd.read_csv(alignments_csv).set_index("segment")["status"]
+    skipped = sorted(p for p in performances if status.get(p) == "skipped")
+    if skipped:
+        raise ValueError(
+            f"{alignments_csv}: {len(skipped)} of the {len(performances)} performances "
+            f"degrade.sources.maestro windows were skipped by the align stage (e.g. {skipped[0]}); "
+            "align.sources.maestro.max_items and max_score_notes must keep every one of them")
 
 
 def audio_samples(items: list, audio: dict, seed: int, encoder_params: dict, n_jobs: int,
