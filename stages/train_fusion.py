@@ -8,15 +8,13 @@ and metrics/train_fusion/<name>.json (configuration, best epochs and validation 
 from __future__ import annotations
 
 import argparse
-import logging
 import time
 from pathlib import Path
 
 from pianoeval.fusion.contrastive import ContrastiveConfig
 from pianoeval.fusion.variants import FusionInputs, FusionModels, write_fusion_model
+from pianoeval.logs import setup_logging
 from pianoeval.params import load_params, resolve_profile
-
-log = logging.getLogger("train_fusion")
 
 
 def main() -> None:
@@ -33,7 +31,7 @@ def main() -> None:
     parser.add_argument("--predictions", default="metrics/predictions")
     parser.add_argument("--logs", default="metrics/train_fusion")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    log = setup_logging("train_fusion")
     section = resolve_profile(load_params("train_fusion", args.params), "train_fusion")
     models = FusionModels(
         section, ContrastiveConfig.settings(load_params("contrastive_heads", args.params)),

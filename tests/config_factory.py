@@ -2,11 +2,14 @@
 their home), so the values a test does not set are given here, once."""
 import numpy as np
 
+from pianoeval.fusion.contrastive import ContrastiveConfig
+from pianoeval.fusion.train import FusionConfig
 from pianoeval.midibert.finetune import FinetuneConfig
 from pianoeval.midibert.model import MidiBertConfig
 from pianoeval.midibert.pretrain import PretrainConfig
 from pianoeval.sequence.model import HierConfig
 from pianoeval.sequence.train import TrainConfig
+from pianoeval.tier_ranker.model import RankerConfig
 
 SEQUENCE_TRAIN = dict(batch_size=16, lr=2e-3, weight_decay=0.01, max_epochs=40, patience=8,
                       grad_clip=1.0, feature_clip=5.0, seed=0, num_threads=2, device="cpu")
@@ -47,3 +50,44 @@ def pretrain_config(**values) -> PretrainConfig:
 
 def finetune_config(**values) -> FinetuneConfig:
     return FinetuneConfig(**{**FINETUNE, **values})
+
+
+CONTRASTIVE = dict(d_shared=128, temperature=0.07, learn_temperature=False, distill_weight=0.0,
+                   epochs=100, batch_size=256, lr=1e-3, weight_decay=1e-2, dropout=0.1, seed=0)
+FUSION = dict(modalities=("audio", "midi"), soundfonts=("FluidR3_GM", "TimGM6mb"), fusion="gated",
+              fusion_kw={}, d_shared=128, head_hidden=256, dropout=0.1, modality_dropout=0.15,
+              pretrain_heads=True, pretrain_windows=True, stage1_epochs=300, stage2_epochs=150,
+              unfreeze_top_k=1, encoder_lr_factor=0.1, patience=40, lr=1e-3, weight_decay=1e-2,
+              loss="mse", huber_delta=1.0, bootstrap_beta=0.8, lds=False, lds_bins=20,
+              lds_sigma=2.0, lds_power=0.5, rank_weight=0.0, rank_margin=0.0, rank_pairs=2048,
+              ordinal="none", ordinal_levels=7, ordinal_weight=1.0, tier_rank_weight=0.0,
+              tier_margin=1.0, tier_pairs=1024, weak_weight=0.0, weak_samples=1024, refit=True,
+              n_seeds=1, seed=0)
+
+
+def contrastive_settings(**values) -> dict:
+    """The contrastive_heads settings train_fusion passes on (a dict, as ContrastiveConfig.settings
+    returns it)."""
+    return {**CONTRASTIVE, **values}
+
+
+def contrastive_config(**values) -> ContrastiveConfig:
+    return ContrastiveConfig(**contrastive_settings(**values))
+
+
+def fusion_config(**values) -> FusionConfig:
+    return FusionConfig(**{**FUSION, **values})
+
+
+MLP = dict(hidden=256, dropout=0.3, weight_decay=1e-2, lr=1e-3, batch_size=64, max_epochs=300,
+           patience=30, refit=True, n_seeds=3, seed=0, clip_to_training_range=True)
+RANKER = dict(hidden=64, margin=1.0, lr=0.01, weight_decay=1e-3, epochs=200, seed=0)
+
+
+def mlp_settings(**values) -> dict:
+    """MLPHead's keyword arguments (train_audio.mlp of params.yaml)."""
+    return {**MLP, **values}
+
+
+def make_ranker_config(**values) -> RankerConfig:
+    return RankerConfig(**{**RANKER, **values})

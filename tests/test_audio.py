@@ -304,12 +304,13 @@ def test_missing_weights_fail_fast_with_instructions(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- audio-only models
 
 def test_mlp_head_early_stops_on_validation_and_is_deterministic():
+    from config_factory import mlp_settings
     from pianoeval.audio_only.model import MLPHead
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(120, 10))
     Y = np.tanh(X[:, :3] @ rng.normal(size=(3, 19))) * 0.1 + 0.5
-    kw = dict(hidden=16, max_epochs=40, patience=5, n_seeds=2, batch_size=32)
+    kw = mlp_settings(hidden=16, max_epochs=40, patience=5, n_seeds=2, batch_size=32)
     a = MLPHead(**kw).fit(X[:80], Y[:80], X[80:100], Y[80:100])
     b = MLPHead(**kw).fit(X[:80], Y[:80], X[80:100], Y[80:100])
     pa = a.predict(X[100:])

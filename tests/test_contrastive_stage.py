@@ -5,14 +5,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pianoeval.fusion.contrastive import ContrastiveConfig, heldout_retrieval
+from config_factory import contrastive_config
+from pianoeval.fusion.contrastive import heldout_retrieval
 from pianoeval.fusion.contrastive_heads import (PROTOCOL, audio_views, checkpoint,
                                                 contrastive_report, fit_all_pairs, format_scores,
                                                 heldout_by_fold, retrieval_and_heads,
                                                 retrieval_protocols, with_windows)
 from pianoeval.fusion.data import FusionData, WindowPairs
 
-CFG = ContrastiveConfig(d_shared=4, epochs=2, batch_size=8)
+CFG = contrastive_config(d_shared=4, epochs=2, batch_size=8)
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")

@@ -14,7 +14,8 @@ from pianoeval.degrade.generate import (CleanAlignment, CleanItem, GenerateConfi
 from pianoeval.degrade.preserving import augment, scale_tempo, transpose
 from pianoeval.degrade.tiers import Sample, degrade_midi, draw_variant, tier_pairs
 from pianoeval.evaluate.ranking import mean_kendall_tau, pairwise_accuracy
-from pianoeval.tier_ranker.model import RankerConfig, fit_tier_scorer
+from config_factory import make_ranker_config
+from pianoeval.tier_ranker.model import fit_tier_scorer
 
 LEVELS = {
     "timing": {"jitter_ms": [20, 50, 100], "drift_depth": [0.03, 0.06, 0.12]},
@@ -240,6 +241,6 @@ def test_tier_scorer_learns_a_toy_ranking():
             for b in range(a + 1, 4):
                 better.append(4 * i + a)
                 worse.append(4 * i + b)
-    scorer = fit_tier_scorer(X, np.array(better), np.array(worse), RankerConfig(hidden=0, epochs=200))
+    scorer = fit_tier_scorer(X, np.array(better), np.array(worse), make_ranker_config(hidden=0, epochs=200))
     s = scorer.score(X)
     assert pairwise_accuracy(s[better], s[worse]) > 0.98

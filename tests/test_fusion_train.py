@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from pianoeval.data.dimensions import DIMENSIONS
-from pianoeval.fusion.contrastive import (ContrastiveConfig, draw_views, info_nce, project,
+from config_factory import contrastive_config, contrastive_settings, fusion_config
+from pianoeval.fusion.contrastive import (cached_heads, draw_views, info_nce, project,
                                           retrieval_recall, train_heads)
 from pianoeval.fusion.train import FoldTrainer, FusionConfig, fit_fold, fold_tasks, prepare
 from pianoeval.fusion.data import Aux, FusionData, Standardizer, load_aux, same_passage_pairs
@@ -55,7 +56,7 @@ def test_contrastive_training_makes_pairs_retrievable():
     latent = rng.normal(size=(80, 6))
     audio = latent @ rng.normal(size=(6, 12)) + 0.05 * rng.normal(size=(80, 12))
     midi = latent @ rng.normal(size=(6, 9))
-    cfg = ContrastiveConfig(d_shared=16, epochs=150, batch_size=40, lr=3e-3, dropout=0.0)
+    cfg = contrastive_config(d_shared=16, epochs=150, batch_size=40, lr=3e-3, dropout=0.0)
     heads, history = train_heads([audio], midi, cfg)
     assert history[-1]["loss"] < history[0]["loss"]
     after = retrieval_recall(*project(heads, audio, midi))
@@ -95,13 +96,13 @@ def synthetic(n_passages=8, n_performers=10, seed=0) -> tuple[FusionData, pd.Dat
     return data, splits
 
 
-CONTRASTIVE = {"epochs": 5, "batch_size": 32}
+CONTRASTIVE = contrastive_settings(epochs=5, batch_size=32)
 
 
 def small_config(**over) -> FusionConfig:
     base = dict(soundfonts=("sf", "sf2"), d_shared=16, head_hidden=16, stage1_epochs=60,
                 stage2_epochs=20, patience=10, lr=3e-3)
-    return FusionConfig(**{**base, **over})
+    return fusion_config(**{**base, **over})
 
 
 def test_fit_fold_learns_and_is_deterministic():
@@ -114,6 +115,43 @@ def test_fit_fold_learns_and_is_deterministic():
     r2 = 1 - ((preds[0] - y) ** 2).sum() / ((y - y.mean(0)) ** 2).sum()
     assert r2 > 0.3, r2
     assert len(fits[0].epochs[0]) == 2  # two stages: pretrained heads frozen, then unfrozen
+
+
+def test_cached_heads_train_once_and_a_hit_is_a_miss_bit_for_bit(tmp_path, caplog, monkeypatch):
+    rng = np.random.default_rng(0)
+    audio, midi = rng.normal(size=(40, 6)), rng.normal(size=(40, 5))
+    cfg = contrastive_config(d_shared=4, epochs=3, batch_size=16)
+
+    def heads_and_next_draw(folder):
+        heads = cached_heads([audio], midi, cfg, folder)
+        return heads.state_dict(), torch.rand(3)  # what training after the heads would draw
+
+    plain = heads_and_next_draw(None)
+    miss = heads_and_next_draw(tmp_path)
+    [entry] = tmp_path.glob("*.pt")
+    with monkeypatch.context() as patch:  # a hit trains nothing
+        patch.setattr("pianoeval.fusion.contrastive.train_heads", None)
+        hit = heads_and_next_draw(tmp_path)
+    for state, draw in (miss, hit):
+        assert all(torch.equal(state[k], plain[0][k]) for k in plain[0])
+        assert torch.equal(draw, plain[1])
+    cached_heads([audio], midi, contrastive_config(d_shared=4, epochs=4, batch_size=16), tmp_path)
+    cached_heads([audio + 1e-9], midi, cfg, tmp_path)
+    assert len(list(tmp_path.glob("*.pt"))) == 3  # other settings, other inputs: other entries
+    entry.write_bytes(b"cut short")
+    assert all(torch.equal(v, plain[0][k]) for k, v in heads_and_next_draw(tmp_path)[0].items())
+    assert str(entry) in caplog.text and "training them again" in caplog.text
+
+
+def test_fit_fold_with_the_heads_cache_predicts_as_without(tmp_path):
+    data, splits = synthetic()
+    (_, _, train, val, held, _), *_ = fold_tasks(splits, ["piece"])
+    rows = np.flatnonzero(held)
+    plain = fit_fold(data, train, val, small_config(), CONTRASTIVE).predict(rows)
+    for _ in range(2):  # a miss, then a hit
+        cached = fit_fold(data, train, val, small_config(), CONTRASTIVE, tmp_path).predict(rows)
+        np.testing.assert_array_equal(cached, plain)
+    assert len(list(tmp_path.glob("*.pt"))) == 2  # the early-stopped run's and the refit's
 
 
 def test_stage_one_leaves_the_pretrained_heads_alone_and_stage_two_only_the_top_layer():
@@ -252,7 +290,7 @@ def test_heldout_retrieval_never_holds_out_training_only_rows():
     midi = rng.normal(size=(12, 5))
     audio = midi @ rng.normal(size=(5, 6))
     folds = ["0"] * 4 + ["1"] * 4 + [""] * 4
-    out = heldout_retrieval([audio], ["sf"], midi, folds, ContrastiveConfig(d_shared=8, epochs=2))
+    out = heldout_retrieval([audio], ["sf"], midi, folds, contrastive_config(d_shared=8, epochs=2))
     assert sorted(out["folds"]) == ["0", "1"]
     assert [out["folds"][f]["sf"]["n"] for f in ("0", "1")] == [4, 4]
     groups = work_groups(np.array(["a", "b", "a", "c", "d"]), 2, seed=0)

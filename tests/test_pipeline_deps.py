@@ -216,6 +216,30 @@ def test_stage_code_deps_are_complete(stage, repo_diffs):
     assert diff.extra == [], f"stage {stage} declares code it does not import (or a directory)"
 
 
+# keys of a stage's own section its outputs do not depend on (params.yaml says so for each)
+NOT_OUTPUT_PARAMS = {"align": {"n_jobs", "resume_dir"}, "train_sequence": {"n_jobs"},
+                     "train_fusion": {"heads_cache"}}
+
+
+@pytest.mark.parametrize("stage", sorted(REPO_STAGES))
+def test_stage_params_cover_its_own_section(stage):
+    """A stage named like a params.yaml section depends on the whole section or on each of its
+    keys (a key left out changes outputs without making the stage stale), except the keys of
+    NOT_OUTPUT_PARAMS."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    if stage not in params:
+        return
+    body = REPO_STAGES[stage].get("do", REPO_STAGES[stage])
+    listed = [k for entry in body.get("params", [])
+              for k in ([entry] if isinstance(entry, str) else
+                        [key for keys in entry.values() for key in keys])]
+    if stage in listed:
+        return
+    covered = {k.split(".")[1] for k in listed if k.startswith(f"{stage}.")}
+    uncovered = set(params[stage]) - covered - NOT_OUTPUT_PARAMS.get(stage, set())
+    assert uncovered == set(), f"stage {stage} reads {stage}.{sorted(uncovered)} undeclared"
+
+
 def test_dvc_yaml_is_in_derived_form():
     text = (ROOT / "dvc.yaml").read_text()
     assert rewrite(text, derive_all(ROOT / "dvc.yaml", SRC, root=ROOT)) == text

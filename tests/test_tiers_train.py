@@ -4,11 +4,12 @@ import logging
 import numpy as np
 import pandas as pd
 
+from config_factory import make_ranker_config
 from pianoeval.tier_ranker.model import RankerConfig
 from pianoeval.tier_ranker.train import (META, cross_fit_scores, modality_features, ranker_config,
                                          score_modalities)
 
-CONFIG = RankerConfig(hidden=0, epochs=50)
+CONFIG = make_ranker_config(hidden=0, epochs=50)
 
 
 def toy(n_works=3, audio_works=2):

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from config_factory import mlp_settings
 from pianoeval.data.dimensions import DIMENSIONS
 from pianoeval.audio_only import train as A
 
@@ -112,7 +113,7 @@ def test_fit_audio_models_split_by_split_match_one_call_and_log_progress(caplog)
     emb, cols = embeddings(labels)
     data, splits = A.labelled(labels, emb, "a"), make_splits(labels)
     params = {**PARAMS, "models": ["ridge", "mlp"], "splits": ["piece", "performer"],
-              "mlp": {"max_epochs": 3, "n_seeds": 1, "hidden": 8}}
+              "mlp": mlp_settings(max_epochs=3, n_seeds=1, hidden=8)}
     with caplog.at_level(logging.INFO):
         fitted = list(A.fit_audio_models(params, data, cols, splits))
     assert [model for model, _ in fitted] == ["ridge", "mlp"]

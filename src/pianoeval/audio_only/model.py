@@ -40,28 +40,15 @@ def standardize_per_domain(table: pd.DataFrame, cols: list[str]) -> pd.DataFrame
 
 # ----------------------------------------------------------------------------- MLP head
 
-MLP_DEFAULTS = {
-    "hidden": 256,  # units of the single hidden layer
-    "dropout": 0.3,
-    "weight_decay": 1e-2,  # AdamW
-    "lr": 1e-3,
-    "batch_size": 64,
-    "max_epochs": 300,
-    "patience": 30,  # epochs without a better validation loss before stopping
-    "refit": True,  # retrain on all training rows for the best epoch count
-    "n_seeds": 3,  # an average of this many differently seeded nets
-    "seed": 0,
-    "clip_to_training_range": True,
-}
-
-
 class MLPHead(RegressorMixin, BaseEstimator):
     """Median imputation, standardisation, Linear-GELU-Dropout-Linear on standardised targets,
-    AdamW, MSE; early stopping on a given validation set (``fit(X, Y, X_val, Y_val)``)."""
+    AdamW, MSE; early stopping on a given validation set (``fit(X, Y, X_val, Y_val)``). The
+    settings are train_audio.mlp of params.yaml (no defaults here): ``patience`` epochs without
+    a better validation loss stop a net; ``refit`` retrains on every training row for the best
+    epoch count; ``n_seeds`` seeded nets are averaged."""
 
-    def __init__(self, hidden=256, dropout=0.3, weight_decay=1e-2, lr=1e-3, batch_size=64,
-                 max_epochs=300, patience=30, refit=True, n_seeds=3, seed=0,
-                 clip_to_training_range=True):
+    def __init__(self, hidden, dropout, weight_decay, lr, batch_size, max_epochs, patience, refit,
+                 n_seeds, seed, clip_to_training_range):
         self.hidden, self.dropout, self.weight_decay, self.lr = hidden, dropout, weight_decay, lr
         self.batch_size, self.max_epochs, self.patience = batch_size, max_epochs, patience
         self.refit, self.n_seeds, self.seed = refit, n_seeds, seed
@@ -80,6 +67,8 @@ class MLPHead(RegressorMixin, BaseEstimator):
         the net at its best validation epoch (or the last), and that epoch count."""
         import torch
 
+        from pianoeval.training import EarlyStopping
+
         g = torch.Generator().manual_seed(seed)
         net = self._net(X.shape[1], Y.shape[1], seed)
         opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
@@ -87,7 +76,7 @@ class MLPHead(RegressorMixin, BaseEstimator):
         if X_val is not None:
             Xv = torch.as_tensor(X_val, dtype=torch.float32)
             Yv = torch.as_tensor(Y_val, dtype=torch.float32)
-        best, best_epoch, best_state, waited = np.inf, epochs, None, 0
+        stopper = EarlyStopping(self.patience, min_delta=1e-6) if X_val is not None else None
         for epoch in range(1, epochs + 1):
             net.train()
             for idx in torch.randperm(len(Xt), generator=g).split(self.batch_size):
@@ -100,17 +89,14 @@ class MLPHead(RegressorMixin, BaseEstimator):
             net.eval()
             with torch.no_grad():
                 val = torch.nn.functional.mse_loss(net(Xv), Yv).item()
-            if val < best - 1e-6:
-                best, best_epoch, waited = val, epoch, 0
-                best_state = {k: v.clone() for k, v in net.state_dict().items()}
-            else:
-                waited += 1
-                if waited >= self.patience:
-                    break
-        if best_state is not None:
-            net.load_state_dict(best_state)
+            if stopper.update(epoch, val, net):
+                break
+        if stopper is None:
+            net.eval()
+            return net, epochs
+        stopper.restore(net)
         net.eval()
-        return net, best_epoch
+        return net, stopper.best_epoch
 
     def fit(self, X, Y, X_val=None, Y_val=None):
         import torch
@@ -194,7 +180,7 @@ def cross_fit_audio(model: str, config: dict, data: pd.DataFrame, feature_cols: 
         def fit(split, k, train, val):
             return make_baseline("ridge", config).fit(X[train], Y[train])
     elif model == "mlp":
-        params = {**MLP_DEFAULTS, **(config.get("mlp") or {})}
+        params = config["mlp"]
 
         def fit(split, k, train, val):
             return MLPHead(**params).fit(X[train & ~val], Y[train & ~val], X[val], Y[val])

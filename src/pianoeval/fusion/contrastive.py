@@ -7,27 +7,37 @@ available view per row, so the heads learn what the soundfont does not change.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from pianoeval.fusion.model import ProjectionHead
+from pianoeval.provenance import loaded_code_digest
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class ContrastiveConfig:
-    d_shared: int = 128  # shared space width (GPU profile: 512)
-    temperature: float = 0.07
-    learn_temperature: bool = False  # CLIP-style learned log-temperature (clamped to >= 0.01)
-    distill_weight: float = 0.0  # + w * MSE(midi_proj, audio_proj.detach())
-    epochs: int = 100
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    dropout: float = 0.1
-    seed: int = 0
+    """Head pre-training settings: contrastive_heads of params.yaml (train_fusion sets its own
+    d_shared and seed per fold model); no defaults here."""
+
+    d_shared: int  # shared space width (GPU profile: 512)
+    temperature: float
+    learn_temperature: bool  # CLIP-style learned log-temperature (clamped to >= 0.01)
+    distill_weight: float  # + w * MSE(midi_proj, audio_proj.detach())
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    dropout: float
+    seed: int
 
     @classmethod
     def settings(cls, section: dict) -> dict:
@@ -125,6 +135,47 @@ def train_heads(audio_views: list[np.ndarray], midi: np.ndarray, cfg: Contrastiv
     return heads, history
 
 
+def heads_key(audio_views: list[np.ndarray], midi: np.ndarray, cfg: ContrastiveConfig) -> str:
+    """Digest of everything :func:`train_heads` depends on: the code (every loaded pianoeval
+    module, torch's and numpy's versions), the settings and the bytes of every input array."""
+    h = hashlib.sha256(loaded_code_digest().encode())
+    h.update(repr(dataclasses.asdict(cfg)).encode())
+    for array in [*audio_views, midi]:
+        array = np.ascontiguousarray(array)
+        h.update(f"{array.dtype}{array.shape}".encode() + array.tobytes())
+    return h.hexdigest()
+
+
+def cached_heads(audio_views: list[np.ndarray], midi: np.ndarray, cfg: ContrastiveConfig,
+                 folder: str | Path | None) -> torch.nn.ModuleDict:
+    """:func:`train_heads`' heads, kept in ``folder`` under :func:`heads_key` (None: nothing
+    kept). The train_fusion variants that pre-train their heads alike (same rows, settings and
+    seed) train them once: the first stage to need them writes them, the others read them.
+
+    A hit also leaves torch's global random state where training would have left it (dropout
+    draws from it), so the training that follows is the same as after a miss, bit for bit. An
+    unreadable entry is logged with its path and trained again."""
+    if folder is None:
+        return train_heads(audio_views, midi, cfg)[0]
+    path = Path(folder) / f"{heads_key(audio_views, midi, cfg)}.pt"
+    if path.exists():
+        try:
+            saved = torch.load(path, weights_only=True)
+            heads = make_heads(audio_views[0].shape[1], midi.shape[1], cfg)
+            heads.load_state_dict(saved["heads"])
+            torch.set_rng_state(saved["rng_state"])
+            return heads.eval()
+        except Exception as exc:  # cut short by a kill, or written by other code: train again
+            log.warning("%s: unreadable cached heads (%s: %s); training them again", path,
+                        type(exc).__name__, exc)
+    heads, _ = train_heads(audio_views, midi, cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save({"heads": heads.state_dict(), "rng_state": torch.get_rng_state()}, tmp)
+    os.replace(tmp, path)  # atomic: a kill never leaves a half-written entry under the key
+    return heads
+
+
 @torch.no_grad()
 def project(heads: torch.nn.ModuleDict, audio: np.ndarray, midi: np.ndarray
             ) -> tuple[np.ndarray, np.ndarray]:
@@ -174,6 +225,12 @@ def heldout_retrieval(views: list[np.ndarray], view_names: list[str], midi: np.n
             result[name]["n"] = int(rows.sum())
             result[name]["chance"] = {f"@{k}": min(1.0, k / rows.sum()) for k in ks}
         per_fold[str(fold)] = result
+    return {"folds": per_fold, "mean": fold_means(per_fold, view_names)}
+
+
+def fold_means(per_fold: dict, view_names: list[str]) -> dict:
+    """Per audio view, each recall (before, after training, chance) averaged over the held-out
+    folds that scored the view."""
     mean = {}
     for name in view_names:
         scored = [r[name] for r in per_fold.values() if name in r]
@@ -181,4 +238,4 @@ def heldout_retrieval(views: list[np.ndarray], view_names: list[str], midi: np.n
             mean[name] = {stage: {m: float(np.mean([s[stage][m] for s in scored]))
                                   for m in scored[0][stage]}
                           for stage in ("before", "after", "chance")}
-    return {"folds": per_fold, "mean": mean}
+    return mean

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pianoeval.fusion.contrastive import (ContrastiveConfig, heldout_retrieval, standardized,
-                                          train_heads, work_groups)
+from pianoeval.fusion.contrastive import (ContrastiveConfig, fold_means, heldout_retrieval,
+                                          standardized, train_heads, work_groups)
 from pianoeval.fusion.data import FusionData, WindowPairs, degraded_audio_views
 from pianoeval.progress import Progress
 
@@ -73,8 +73,7 @@ def heldout_by_fold(views: list[np.ndarray], names: list[str], midi: np.ndarray,
                     ) -> dict:
     """:func:`heldout_retrieval` called once per held-out fold (the other folds' rows marked
     "" train all the same), so that ``progress`` counts one step per fold; the same folds and
-    means as one call over all folds. The means are taken as heldout_retrieval takes them
-    (kept in step with it by tests/test_contrastive_stage.py)."""
+    means as one call over all folds."""
     folds = np.asarray(folds, dtype=str)
     per_fold = {}
     for fold in sorted(set(folds) - {""}):
@@ -82,14 +81,7 @@ def heldout_by_fold(views: list[np.ndarray], names: list[str], midi: np.ndarray,
         per_fold.update(heldout_retrieval(views, names, midi, one, cfg)["folds"])
         if progress is not None:
             progress.update()
-    mean = {}
-    for name in names:
-        scored = [r[name] for r in per_fold.values() if name in r]
-        if scored:
-            mean[name] = {stage: {m: float(np.mean([s[stage][m] for s in scored]))
-                                  for m in scored[0][stage]}
-                          for stage in ("before", "after", "chance")}
-    return {"folds": per_fold, "mean": mean}
+    return {"folds": per_fold, "mean": fold_means(per_fold, names)}
 
 
 def retrieval_protocols(views: list[np.ndarray], names: list[str], midi: np.ndarray,

@@ -18,71 +18,77 @@ ranking and Snorkel's tier probabilities on the unlabelled degraded samples.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
+import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
 from pianoeval.fusion import losses as L
-from pianoeval.fusion.contrastive import ContrastiveConfig, draw_views, train_heads
+from pianoeval.fusion.contrastive import ContrastiveConfig, cached_heads, draw_views
 from pianoeval.fusion.data import Aux, FusionData, Standardizer, same_passage_pairs
 from pianoeval.fusion.model import FusionRegressor, param_groups
+from pianoeval.training import EarlyStopping
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class FusionConfig:
-    modalities: tuple = ("audio", "midi")
-    soundfonts: tuple = ("FluidR3_GM", "TimGM6mb")  # training views; the first is predicted from
-    fusion: str = "gated"
-    fusion_kw: dict = field(default_factory=dict)
-    d_shared: int = 128
-    head_hidden: int = 256
-    dropout: float = 0.1
-    modality_dropout: float = 0.15
-    pretrain_heads: bool = True
-    pretrain_windows: bool = True  # + the ASAP window pairs (FusionData.windows) in pre-training
-    stage1_epochs: int = 300
-    stage2_epochs: int = 150
-    unfreeze_top_k: int = 1
-    encoder_lr_factor: float = 0.1
-    patience: int = 40
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    loss: str = "mse"  # mse | huber | bootstrap
-    huber_delta: float = 1.0
-    bootstrap_beta: float = 0.8
-    lds: bool = False
-    lds_bins: int = 20
-    lds_sigma: float = 2.0
-    lds_power: float = 0.5
-    rank_weight: float = 0.0  # alpha of the same-passage margin ranking loss
-    rank_margin: float = 0.0
-    rank_pairs: int = 2048  # pairs drawn per step
-    ordinal: str = "none"  # none | coral | corn (then the prediction is the ordinal head's)
-    ordinal_levels: int = 7
-    ordinal_weight: float = 1.0
-    tier_rank_weight: float = 0.0  # degradation-tier pairs (issue 5)
-    tier_margin: float = 1.0
-    tier_pairs: int = 1024
-    weak_weight: float = 0.0  # Snorkel tier probabilities on degraded samples
-    weak_samples: int = 1024
-    refit: bool = True
-    n_seeds: int = 1
-    seed: int = 0
+    """One fold model's settings: train_fusion.model of params.yaml with the variant's overrides
+    (no defaults here: params.yaml is their home)."""
+
+    modalities: tuple
+    soundfonts: tuple  # training views; the first is predicted from
+    fusion: str
+    fusion_kw: dict
+    d_shared: int
+    head_hidden: int
+    dropout: float
+    modality_dropout: float
+    pretrain_heads: bool
+    pretrain_windows: bool  # + the ASAP window pairs (FusionData.windows) in pre-training
+    stage1_epochs: int
+    stage2_epochs: int
+    unfreeze_top_k: int
+    encoder_lr_factor: float
+    patience: int
+    lr: float
+    weight_decay: float
+    loss: str  # mse | huber | bootstrap
+    huber_delta: float
+    bootstrap_beta: float
+    lds: bool
+    lds_bins: int
+    lds_sigma: float
+    lds_power: float
+    rank_weight: float  # alpha of the same-passage margin ranking loss
+    rank_margin: float
+    rank_pairs: int  # pairs drawn per step
+    ordinal: str  # none | coral | corn (then the prediction is the ordinal head's)
+    ordinal_levels: int
+    ordinal_weight: float
+    tier_rank_weight: float  # degradation-tier pairs (issue 5)
+    tier_margin: float
+    tier_pairs: int
+    weak_weight: float  # Snorkel tier probabilities on degraded samples
+    weak_samples: int
+    refit: bool
+    n_seeds: int
+    seed: int
 
     @classmethod
     def from_dict(cls, values: dict) -> "FusionConfig":
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
+        unknown, missing = sorted(set(values) - names), sorted(names - set(values))
         if unknown:
             raise KeyError(f"unknown train_fusion settings {unknown} (have: {sorted(names)})")
+        if missing:
+            raise KeyError(f"missing train_fusion settings {missing}")
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
         return cls(**values)
 
@@ -158,9 +164,10 @@ class FoldTrainer:
     """Everything one training run of a fold model needs; ``run`` returns the best state."""
 
     def __init__(self, data: FusionData, prep: Prepared, train: np.ndarray, cfg: FusionConfig,
-                 seed: int, contrastive: dict):
+                 seed: int, contrastive: dict, heads_cache: str | None = None):
         self.data, self.prep, self.cfg, self.seed = data, prep, cfg, seed
         self.contrastive = contrastive  # contrastive_heads settings for the head pre-training
+        self.heads_cache = heads_cache  # folder of pre-trained heads (cached_heads), or None
         self.train = np.flatnonzero(train)
         self.y_range = (data.y[self.train].min(0), data.y[self.train].max(0))
         self.rng = np.random.default_rng(seed)
@@ -192,8 +199,8 @@ class FoldTrainer:
                 window_views, window_midi = self.prep.windows
                 views = [np.concatenate([v, w]) for v, w in zip(views, window_views)]
                 midi = np.concatenate([midi, window_midi])
-            heads, _ = train_heads(views, midi, ccfg)
-            model.load_projection_heads(heads.state_dict())
+            model.load_projection_heads(cached_heads(views, midi, ccfg, self.heads_cache)
+                                        .state_dict())
         return model
 
     def inputs(self, rows: np.ndarray, train: bool):
@@ -285,7 +292,8 @@ class FoldTrainer:
                 groups = param_groups(model, stage, cfg.lr, cfg.encoder_lr_factor, cfg.unfreeze_top_k)
             opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
             n_epochs = max_epochs if epochs is None else epochs[i]
-            best, best_epoch, best_state, waited = np.inf, 0, copy.deepcopy(model.state_dict()), 0
+            stopper = EarlyStopping(cfg.patience, min_delta=1e-5)
+            stopper.update(0, math.inf, model)  # the stage's starting point
             model.train()
             for epoch in range(1, n_epochs + 1):
                 opt.zero_grad()
@@ -296,18 +304,13 @@ class FoldTrainer:
                     continue
                 v = self.val_loss(model, val_rows)
                 history.append({"stage": stage, "epoch": epoch, "train": loss.item(), "val": v})
-                if v < best - 1e-5:
-                    best, best_epoch, waited = v, epoch, 0
-                    best_state = copy.deepcopy(model.state_dict())
-                else:
-                    waited += 1
-                    if waited >= cfg.patience:
-                        break
+                if stopper.update(epoch, v, model):
+                    break
             if val_rows is None:
-                best_epoch = n_epochs
+                best_epochs.append(n_epochs)
             else:
-                model.load_state_dict(best_state)
-            best_epochs.append(best_epoch)
+                stopper.restore(model)
+                best_epochs.append(stopper.best_epoch)
         model.eval()
         return model, tuple(best_epochs), history
 
@@ -334,7 +337,7 @@ class FoldFit:
 
 
 def fit_fold(data: FusionData, train: np.ndarray, val: np.ndarray, cfg: FusionConfig,
-             contrastive: dict) -> FoldFit:
+             contrastive: dict, heads_cache: str | None = None) -> FoldFit:
     """Fold model(s) of ``cfg.n_seeds`` seeds: early-stopped on ``val`` rows, then (``refit``)
     retrained on train + val rows for the best epoch counts."""
     start = time.process_time()
@@ -347,11 +350,11 @@ def fit_fold(data: FusionData, train: np.ndarray, val: np.ndarray, cfg: FusionCo
     refit_prep = prepare(data, refit_rows, cfg, data.aux) if refit else None
     for s in range(cfg.n_seeds):
         seed = cfg.seed + s
-        trainer = FoldTrainer(data, prep, train, cfg, seed, contrastive)
+        trainer = FoldTrainer(data, prep, train, cfg, seed, contrastive, heads_cache)
         model, best, history = trainer.run(val if val.any() else None)
         vals.append(min((h["val"] for h in history), default=float("nan")))
         if refit:
-            trainer = FoldTrainer(data, refit_prep, refit_rows, cfg, seed, contrastive)
+            trainer = FoldTrainer(data, refit_prep, refit_rows, cfg, seed, contrastive, heads_cache)
             model, _, _ = trainer.run(None, epochs=tuple(max(1, e) for e in best))
         models.append(model)
         trainers.append(trainer)
@@ -375,7 +378,8 @@ def fold_tasks(splits: pd.DataFrame, split_names, piece_seeds: int | None = None
 
 def _run_task(task):
     split, k, train, val, held_out, test = task
-    fit = fit_fold(_SHARED["data"], train, val, _SHARED["cfg"], _SHARED["contrastive"])
+    fit = fit_fold(_SHARED["data"], train, val, _SHARED["cfg"], _SHARED["contrastive"],
+                   _SHARED["heads_cache"])
     out = {"held_out": fit.predict(np.flatnonzero(held_out)),
            "test": fit.predict(np.flatnonzero(test)) if test.any() else None,
            "epochs": fit.epochs, "val_loss": fit.val_loss, "cpu_seconds": fit.seconds}
@@ -384,9 +388,10 @@ def _run_task(task):
 
 def cross_fit_fusion(data: FusionData, splits: pd.DataFrame, cfg: FusionConfig,
                      contrastive: dict, split_names, n_jobs: int = 1,
-                     piece_seeds: int | None = None):
+                     piece_seeds: int | None = None, heads_cache: str | None = None):
     """Predictions per protocol (``<split>_cv``, ``<split>_test``) and a summary per fold
-    model. ``splits`` rows are aligned with ``data.segments``."""
+    model. ``splits`` rows are aligned with ``data.segments``; ``heads_cache``: the folder of
+    pre-trained heads shared by the variants (:func:`cached_heads`), or None."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
@@ -398,7 +403,7 @@ def cross_fit_fusion(data: FusionData, splits: pd.DataFrame, cfg: FusionConfig,
     if list(splits["segment"]) != list(data.segments):
         raise ValueError("splits rows must be aligned with the data's segments")
     tasks = fold_tasks(splits, split_names, piece_seeds)
-    _SHARED.update(data=data, cfg=cfg, contrastive=contrastive)
+    _SHARED.update(data=data, cfg=cfg, contrastive=contrastive, heads_cache=heads_cache)
     if n_jobs > 1:
         with ProcessPoolExecutor(n_jobs, mp_context=mp.get_context("fork")) as pool:
             results = list(tqdm(pool.map(_run_task, tasks), total=len(tasks), desc="fold models"))

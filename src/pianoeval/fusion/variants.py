@@ -60,7 +60,7 @@ class FusionModels:
         log.info("%s: %s on %s", name, cfg, split_names)
         predictions, summary = cross_fit_fusion(self.data, self.splits, cfg, self.contrastive,
                                                 split_names, int(self.section["n_jobs"]),
-                                                piece_seeds)
+                                                piece_seeds, self.section["heads_cache"])
         return cfg, split_names, predictions, summary
 
     def _read(self, cfg: FusionConfig) -> None:

@@ -18,12 +18,13 @@ from torch import nn
 
 @dataclass(frozen=True)
 class RankerConfig:
-    hidden: int = 64
-    margin: float = 1.0
-    lr: float = 0.01
-    weight_decay: float = 1e-3
-    epochs: int = 200
-    seed: int = 0
+    """train_tiers of params.yaml (no defaults here)."""
+    hidden: int
+    margin: float
+    lr: float
+    weight_decay: float
+    epochs: int
+    seed: int
 
 
 @dataclass
@@ -62,7 +63,7 @@ class TierScorer:
 
 
 def fit_tier_scorer(X: np.ndarray, better: np.ndarray, worse: np.ndarray,
-                    config: RankerConfig = RankerConfig()) -> TierScorer:
+                    config: RankerConfig) -> TierScorer:
     """Fit s on rows ``X`` and pairs of row indices (``better[i]`` should outscore
     ``worse[i]``); full-batch AdamW, seeded."""
     if len(better) == 0 or len(better) != len(worse):
